@@ -1,0 +1,42 @@
+# radiolens: two commands on a fresh machine.
+#   make demo   set up .venv and run the main job on the embedded defaults
+#   make test   set up .venv, then ruff, mypy (src/) and pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PIN := torch==2.13.0
+STAMP := $(VENV)/.radiolens-installed
+
+.PHONY: demo test lint typecheck pytest bench-labeller clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e ".[all,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/radiolens demo
+
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+# The labeller benchmark compares with medspaCy, which needs numpy<2: it gets its own venv.
+.venv-bench/.installed: pyproject.toml
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
+bench-labeller: .venv-bench/.installed
+	.venv-bench/bin/python bench/label_openi.py
+
+clean:
+	rm -rf $(VENV) .venv-bench build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

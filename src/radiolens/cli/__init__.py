@@ -1,0 +1,1 @@
+"""The ``radiolens`` command line: one module per subcommand, heavy imports inside ``run``."""

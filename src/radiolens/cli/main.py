@@ -1,0 +1,102 @@
+"""Entry point of the ``radiolens`` console script.
+
+Exit codes: 0 success; 1 the work ran but failed (or a bug: the traceback is shown);
+2 a user mistake (bad option, unreadable input), reported in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from radiolens import __version__
+from radiolens._suggest import did_you_mean
+from radiolens.errors import RadiolensError
+
+log = logging.getLogger("radiolens")
+
+#: Subcommand name -> module under radiolens.cli (imported only when used).
+COMMANDS: dict[str, str] = {
+    "label": "label",
+    "label-eval": "label_eval",
+    "demo": "demo",
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with "did you mean" hints for mistyped commands and options."""
+
+    def error(self, message: str) -> NoReturn:
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            message += did_you_mean(m.group(1), choices)
+        m = re.search(r"unrecognized arguments: (--[\w-]+)", message)
+        if m:
+            options = [o for a in self._actions for o in a.option_strings]
+            for sub in self._subparsers._group_actions if self._subparsers else []:
+                for p in getattr(sub, "choices", {}).values():
+                    options += [o for a in p._actions for o in a.option_strings]
+            message += did_you_mean(m.group(1), options)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="radiolens",
+        description="Chest X-ray triage assistant: mine labels from reports, train and "
+                    "evaluate classifiers, run a triage service. It assists radiologists; "
+                    "it never replaces them.",
+    )
+    parser.add_argument("--version", action="version", version=f"radiolens {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0,
+                           help="say more (-vv for debug output and tracebacks)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+    for module in COMMANDS.values():
+        importlib.import_module(f"radiolens.cli.{module}").add_parser(sub)
+    return parser
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """Send radiolens log records to stderr at the level the flags ask for."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(levelname)s %(name)s: %(message)s" if verbose >= 2 else "%(message)s"))
+    root = logging.getLogger("radiolens")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    try:
+        code = int(args.run(args) or 0)
+    except RadiolensError as exc:
+        if args.verbose >= 2:
+            log.exception("details")
+        print(f"radiolens {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"radiolens {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
