@@ -15,16 +15,23 @@ def add_parser(sub: Any) -> None:
         description="Label the example reports shipped with radiolens and print, for each "
                     "report, every finding it mentions with its label, the rule that decided "
                     "it, and the sentence it came from.")
+    p.add_argument("--labeller", action="store_true",
+                   help="run the report-labeller demo")
     p.add_argument("--width", type=int, default=100, help="line width (default: 100)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_labeller_demo(args.width)
+
+
+def run_labeller_demo(width: int = 100) -> int:
+    """Label the example reports and print each finding with its evidence sentence."""
     from radiolens import DISCLAIMER, ReportLabeler
     from radiolens.reports.examples import example_reports
 
     labeler = ReportLabeler().load()
-    width = max(60, args.width)
+    width = max(60, width)
     print(f"radiolens report labeller: {len(example_reports())} example reports "
           "(indication is shown but never labelled)\n")
     for rep in example_reports():

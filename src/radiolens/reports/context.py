@@ -39,6 +39,7 @@ RULE_CERTAINTY: dict[str, Certainty] = {
 _FREE_WORDS = frozenset({"or", "and", "nor", "as", "well", "either", "xxxx", "of", "the", "a",
                          "an", "any", "to", "in"})
 _WORD = re.compile(r"[^\W_]+")
+_FIRST_WORD = re.compile(r"[^\s\-]+")
 _PRIORITY = {c: i for i, c in enumerate(CATEGORIES)}
 
 
@@ -91,7 +92,11 @@ class _PhraseIndex:
             if target not in table.setdefault(key, []):
                 table[key].append(target)
         self._literal = {k: tuple(v) for k, v in literal.items()}
-        self._gapped = [(re.compile(phrase_pattern(k)[0]), tuple(v)) for k, v in gapped.items()]
+        # gap phrases are told apart by trying each one that starts with the matched word
+        self._gapped: dict[str, list[tuple[re.Pattern[str], tuple[tuple[str, str, str], ...]]]] = {}
+        for k, v in gapped.items():
+            self._gapped.setdefault(k.split(" ")[0], []).append(
+                (re.compile(phrase_pattern(k)[0]), tuple(v)))
         self._regexes = [tuple(v) for v in regexes.values()]
         alternatives = [f"(?P<p{i}>{p})" for i, p in enumerate(regexes)]
         trie_keys = [*literal, *(k.replace(" ... ", _GAP) for k in gapped)]
@@ -110,7 +115,9 @@ class _PhraseIndex:
                 if targets is None:
                     targets = self._literal.get(normalise_phrase(found))
                 if targets is None:
-                    targets = next((t for rx, t in self._gapped if rx.fullmatch(found)), None)
+                    first = _FIRST_WORD.match(found)
+                    candidates = self._gapped.get(first.group() if first else "", ())
+                    targets = next((t for rx, t in candidates if rx.fullmatch(found)), None)
                     if targets is None:
                         continue
             else:
@@ -220,13 +227,23 @@ class ContextMatcher:
 
     def _decide_one(self, mention: _Hit, triggers: Sequence[_Hit], terminators: Sequence[int],
                     counter: _WordCounter) -> tuple[str, _Hit | None]:
+        """The rule and trigger that decide one mention.
+
+        A trigger inside the phrase ("heart is *not* enlarged", "*borderline* heart size")
+        sets the phrase's own meaning; the nearest trigger outside it that reaches it then
+        decides, except that a "probable" trigger outside never overrides the phrase's own
+        meaning or a hedge ("may represent atelectasis versus edema" stays uncertain).
+        """
+        inside: tuple[int, str, _Hit] | None = None
         best: tuple[int, int, str, _Hit] | None = None
         hedge: tuple[int, int, str, _Hit] | None = None
         for trig in triggers:
             for category, _, direction in trig.targets:
                 if mention.start <= trig.start and trig.end <= mention.end:
-                    distance = 0  # inside a gap phrase: "heart is not enlarged"
-                elif direction == "pre" and trig.end <= mention.start:
+                    if inside is None or _PRIORITY[category] < inside[0]:
+                        inside = (_PRIORITY[category], category, trig)
+                    continue
+                if direction == "pre" and trig.end <= mention.start:
                     if _blocked(terminators, trig.end, mention.start):
                         continue
                     distance = counter.count(trig.end, mention.start)
@@ -243,11 +260,13 @@ class ContextMatcher:
                     best = key
                 if category == "uncertainty" and (hedge is None or key[:2] < hedge[:2]):
                     hedge = key
-        if best is None:
-            return "affirmed", None
-        if best[2] == "probable" and hedge is not None:
-            return hedge[2], hedge[3]  # "may represent atelectasis versus edema" stays hedged
-        return best[2], best[3]
+        if best is not None and best[2] == "probable" and hedge is not None:
+            best = hedge
+        if best is not None and (best[2] != "probable" or inside is None):
+            return best[2], best[3]
+        if inside is not None:
+            return inside[1], inside[2]
+        return "affirmed", None
 
 
 def _blocked(terminators: Sequence[int], start: int, end: int) -> bool:

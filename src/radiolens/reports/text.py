@@ -140,15 +140,15 @@ def split_sentences(text: str) -> Iterator[tuple[int, int]]:
     """
     start = 0
     for m in _SENTENCE_END.finditer(text):
-        yield from _stripped(text, start, m.start())
+        end = m.start()
+        piece = text[start:end]
+        stripped = piece.strip()
+        if stripped:
+            s = start + piece.index(stripped[0])
+            yield s, s + len(stripped)
         start = m.end()
-    yield from _stripped(text, start, len(text))
-
-
-def _stripped(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    if end > start:
-        yield start, end
+    piece = text[start:]
+    stripped = piece.strip()
+    if stripped:
+        s = start + piece.index(stripped[0])
+        yield s, s + len(stripped)
