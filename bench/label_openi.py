@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEFAULT_REPORTS = HERE.parent.parent / "shared" / "data" / "openi" / "reports.jsonl"
 
-from radiolens import __version__, ReportLabeler  # noqa: E402
+from radiolens import ReportLabeler, __version__  # noqa: E402
 from radiolens.findings import CHESTXRAY14_FINDINGS, Certainty  # noqa: E402
 from radiolens.reports.rules import OTHER, load_rules  # noqa: E402
 from radiolens.reports.scoring import evaluate_labels  # noqa: E402

@@ -72,7 +72,7 @@ AGE_BANDS: tuple[int, ...] = (18, 40, 60, 80)
 THRESHOLD_METHODS: tuple[str, ...] = ("youden", "f1", "sensitivity", "specificity", "fixed")
 
 # Elements of one bootstrap chunk (resamples x cases): bounds memory on large test sets.
-_CHUNK_ELEMENTS = 4_000_000
+_CHUNK_ELEMENTS = 2_000_000
 
 
 class EvaluationError(RadiolensError, ValueError):
@@ -290,7 +290,7 @@ def bootstrap_ci(y: ArrayLike, p: ArrayLike, metric: str | Metric = "auroc",
 # ---------------------------------------------------------------------------- thresholds
 
 
-_METHOD = re.compile(r"^\s*([a-z_]+)\s*(?::\s*([0-9.eE+-]+))?\s*$")
+_METHOD = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?::\s*([0-9.eE+-]+))?\s*$")
 
 
 def _parse_method(method: str) -> tuple[str, float | None]:

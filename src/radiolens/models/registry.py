@@ -103,8 +103,8 @@ class SmallVGG(nn.Module):
             blocks.append((f"block{i}", block))
             prev = width
         self.features = nn.Sequential()
-        for block_name, block in blocks:
-            self.features.add_module(block_name, block)
+        for block_name, module in blocks:
+            self.features.add_module(block_name, module)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = DropoutLinear(prev, n_outputs, p=dropout)
 
@@ -113,13 +113,21 @@ class SmallVGG(nn.Module):
         return self.head(torch.flatten(x, 1))
 
 
+def _replace_head(parent: nn.Module, attr: str, dropout: float) -> None:
+    """Swap the ``nn.Linear`` at ``parent.attr`` for a :class:`DropoutLinear` of the same shape."""
+    old = getattr(parent, attr)
+    if not isinstance(old, nn.Linear):
+        raise RuntimeError(f"expected a Linear head at {attr!r}, found {type(old).__name__}")
+    setattr(parent, attr, DropoutLinear(old.in_features, old.out_features, p=dropout,
+                                        bias=old.bias is not None))
+
+
 def _densenet121(n_outputs: int, in_channels: int, dropout: float, **kwargs: Any) -> nn.Module:
     from monai.networks.nets import DenseNet121
 
     model = DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=n_outputs,
                         **kwargs)
-    old = model.class_layers.out
-    model.class_layers.out = DropoutLinear(old.in_features, old.out_features, p=dropout)
+    _replace_head(model.class_layers, "out", dropout)
     return model
 
 
@@ -130,8 +138,7 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
         factory = resnet18 if depth == 18 else resnet50
         model = factory(spatial_dims=2, n_input_channels=in_channels, num_classes=n_outputs,
                         **kwargs)
-        old = model.fc
-        model.fc = DropoutLinear(old.in_features, old.out_features, p=dropout)
+        _replace_head(model, "fc", dropout)
         return model
 
     return build
@@ -200,10 +207,10 @@ def build_model(name: str, n_outputs: int, in_channels: int = 1, dropout: float 
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     try:
         model = builder(n_outputs, in_channels, float(dropout), **kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"model {name!r} does not accept the arguments {sorted(kwargs)}: {exc}; "
-            "remove them or check the MONAI documentation for this network"
+            f"model {name!r} rejected its arguments {kwargs}: {str(exc).strip()}; fix or "
+            "remove them (see the MONAI documentation of this network)"
         ) from exc
     logger.debug("built %s with %d outputs, %d input channels", name, n_outputs, in_channels)
     return model

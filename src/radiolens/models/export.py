@@ -1,0 +1,171 @@
+"""ONNX export and onnxruntime sessions for fast CPU inference.
+
+The exported graph takes ``image`` ``(batch, channels, size, size)`` float32 and returns
+``logits`` ``(batch, n_outputs)``; the batch axis is dynamic. The run's ``model.json`` is
+embedded in the ONNX metadata (key ``radiolens_model_info``), so the label order travels
+with the file.
+
+Example:
+    >>> from radiolens.models import load_run, export_onnx, onnx_session   # doctest: +SKIP
+    >>> model, info = load_run("runs/effusion")                             # doctest: +SKIP
+    >>> export_onnx(model, info, "runs/effusion/model.onnx")                # doctest: +SKIP
+    >>> sess = onnx_session("runs/effusion/model.onnx")                     # doctest: +SKIP
+    >>> logits = sess.run(["logits"], {"image": batch})[0]                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
+from radiolens.models.checkpoint import ModelInfo
+
+__all__ = [
+    "INPUT_NAME",
+    "ONNX_INFO_KEY",
+    "OPSET",
+    "OUTPUT_NAME",
+    "export_onnx",
+    "onnx_session",
+    "read_onnx_info",
+]
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+OPSET = 17
+#: ONNX metadata key that holds the run's ``model.json``.
+ONNX_INFO_KEY = "radiolens_model_info"
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("onnx", "train") from None
+    return onnx
+
+
+def export_onnx(model: nn.Module, info: ModelInfo, path: str | os.PathLike[str],
+                check: bool = True) -> Path:
+    """Export ``model`` to ONNX (legacy TorchScript exporter, opset 17, dynamic batch).
+
+    Args:
+        model: the model; it is exported in eval mode and its mode is restored after.
+        info: its metadata; gives the input shape and is embedded in the file.
+        path: the ``.onnx`` file to write (its folder is created if needed).
+        check: run ``onnx.checker`` on the result.
+
+    Returns:
+        The written path.
+
+    Raises:
+        CheckpointError: if export or the check fails.
+        MissingDependencyError: if ``onnx`` is not installed.
+    """
+    onnx = _import_onnx()
+    out = Path(path).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pre = info.preprocessing
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    dummy = torch.zeros(1, pre.channels, pre.image_size, pre.image_size, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            # The legacy exporter is deprecated in favour of dynamo, but is 3x faster here
+            # and gives the same graph; the warning says nothing the user can act on.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            # EfficientNet's padding makes the exporter note a Slice it cannot fold; harmless.
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+            torch.onnx.export(
+                model, (dummy,), str(out), dynamo=False, opset_version=OPSET,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+    except Exception as exc:
+        raise CheckpointError(f"ONNX export of {info.architecture} failed: {exc}") from exc
+    finally:
+        model.train(was_training)
+    proto = onnx.load(str(out))
+    entry = proto.metadata_props.add()
+    entry.key = ONNX_INFO_KEY
+    entry.value = info.model_dump_json()
+    proto.producer_name = "radiolens"
+    proto.producer_version = info.radiolens_version
+    onnx.save(proto, str(out))
+    if check:
+        try:
+            onnx.checker.check_model(str(out))
+        except onnx.checker.ValidationError as exc:
+            raise CheckpointError(f"the exported {out} fails onnx.checker: {exc}") from exc
+    logger.info("exported %s to %s", info.architecture, out)
+    return out
+
+
+def read_onnx_info(path: str | os.PathLike[str]) -> ModelInfo:
+    """Return the :class:`ModelInfo` embedded by :func:`export_onnx` in an ONNX file.
+
+    Raises:
+        CheckpointError: if the file is missing or was not exported by radiolens.
+    """
+    onnx = _import_onnx()
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CheckpointError(f"ONNX file {str(file)!r} does not exist; check the path")
+    proto = onnx.load(str(file), load_external_data=False)
+    for entry in proto.metadata_props:
+        if entry.key == ONNX_INFO_KEY:
+            try:
+                return ModelInfo.model_validate_json(entry.value)
+            except ValueError as exc:
+                raise CheckpointError(f"the model info in {file} is invalid: {exc}") from exc
+    raise CheckpointError(f"{file} has no radiolens model info; export it with "
+                          "radiolens.models.export_onnx")
+
+
+def onnx_session(path: str | os.PathLike[str], threads: int = 2) -> Any:
+    """Create an onnxruntime CPU session tuned for a shared machine.
+
+    ``intra_op_num_threads=threads``, ``inter_op_num_threads=1`` and no spinning of idle
+    threads (``session.intra_op.allow_spinning=0``), which keeps throughput when other
+    processes use the cores.
+
+    Returns:
+        An ``onnxruntime.InferenceSession``; run it with ``{"image": batch}``.
+
+    Raises:
+        CheckpointError: if the file is missing or onnxruntime cannot load it.
+        ConfigError: if ``threads`` is below 1.
+        MissingDependencyError: if ``onnxruntime`` is not installed.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "train") from None
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CheckpointError(f"ONNX file {str(file)!r} does not exist; export one with "
+                              "radiolens.models.export_onnx")
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(file), sess_options=options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise CheckpointError(f"onnxruntime cannot load {file}: {exc}") from exc
