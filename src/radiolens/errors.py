@@ -10,12 +10,17 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DatasetError",
+    "DicomSendError",
+    "DraftError",
     "ImageReadError",
     "InputFormatError",
     "MissingDependencyError",
     "RadiolensError",
     "ReportParseError",
     "RulesError",
+    "SplitLeakError",
+    "WorklistError",
 ]
 
 
@@ -65,3 +70,23 @@ class MissingDependencyError(RadiolensError, ImportError):
             f"this feature needs {package!r}, which is not installed; "
             f"install it with: pip install 'radiolens[{extra}]'"
         )
+
+
+class DatasetError(InputFormatError):
+    """A label table or data set layout is unusable (missing column, no images, bad label)."""
+
+
+class SplitLeakError(DatasetError):
+    """A patient appears on both sides of a train/validation/test split."""
+
+
+class DicomSendError(RadiolensError, ConnectionError):
+    """A DICOM or HL7 peer could not be reached, or refused what was sent."""
+
+
+class WorklistError(RadiolensError, RuntimeError):
+    """The worklist database is unreachable or in a state radiolens cannot use."""
+
+
+class DraftError(RadiolensError, ValueError):
+    """A draft report (text, SR, FHIR, HL7) cannot be built from the given result."""
