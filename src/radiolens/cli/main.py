@@ -24,6 +24,12 @@ log = logging.getLogger("radiolens")
 COMMANDS: dict[str, str] = {
     "label": "label",
     "label-eval": "label_eval",
+    "train": "train",
+    "evaluate": "evaluate",
+    "compare": "compare",
+    "predict": "predict",
+    "model-card": "model_card",
+    "import-weights": "import_weights",
     "demo": "demo",
 }
 

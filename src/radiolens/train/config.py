@@ -32,6 +32,10 @@ class TrainConfig(BaseModel):
     output: str = Field(description="run directory to write")
     data_format: Literal["table", "folders", "nih", "chexpert", "report-labels"] = "table"
     images_root: str | None = None
+    where: dict[str, str] | None = Field(
+        None, description="keep only rows whose column matches, e.g. "
+                          "{source: kermany_pneumonia}")
+    skip_unreadable: bool = False
     report_labels: str | None = Field(None, description="label table from `radiolens label`, "
                                                         "for data_format report-labels")
     labels: str = "pneumonia"

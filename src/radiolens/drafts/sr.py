@@ -1,0 +1,200 @@
+"""DICOM outputs: a Comprehensive SR with the scores and the draft, and a heatmap capture.
+
+The SR follows TID 1500 (Measurement Report): one measurement group per finding with the
+model probability (DCM "Certainty of Finding", in %), the operating threshold (local code),
+and the call as SCT "Presence" = Present/Absent. The draft text (findings, impression) and
+the disclaimer are added as TEXT items under the root container, which the Comprehensive
+SR IOD allows. The document is marked PRELIMINARY and UNVERIFIED.
+
+Example:
+    >>> sr = make_sr(result, [source_ds])          # doctest: +SKIP
+    >>> sr.save_as("draft_sr.dcm", enforce_file_format=True)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from radiolens import DISCLAIMER, __version__
+from radiolens.drafts._codes import LOCAL_SCHEME, SNOMED_FINDINGS, local_code
+from radiolens.drafts.model import FindingScore, StudyResult
+from radiolens.drafts.text import DRAFT_HEADER, DraftReport, draft_report, human_name
+from radiolens.errors import DraftError
+
+__all__ = [
+    "HEATMAP_SERIES_DESCRIPTION",
+    "SR_SERIES_DESCRIPTION",
+    "make_heatmap_sc",
+    "make_sr",
+]
+
+logger = logging.getLogger(__name__)
+
+#: SeriesDescription of the SR series.
+SR_SERIES_DESCRIPTION = "radiolens AI draft (not for diagnosis)"
+#: SeriesDescription of the heatmap Secondary Capture series.
+HEATMAP_SERIES_DESCRIPTION = "radiolens AI heatmap (not for diagnosis)"
+
+_MANUFACTURER = "radiolens"
+_SOFTWARE = f"radiolens {__version__}"
+_PRESENCE = hd.sr.CodedConcept("705057003", "SCT", "Presence")
+_THRESHOLD = hd.sr.CodedConcept("THRESHOLD", LOCAL_SCHEME, "AI operating threshold")
+_PLAIN_CHEST_XRAY = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
+_DEFAULT_ORIENTATION = ("L", "F")  # PA chest radiograph as usually displayed
+
+
+def _finding_code(name: str) -> hd.sr.CodedConcept:
+    if name in SNOMED_FINDINGS:
+        value, meaning = SNOMED_FINDINGS[name]
+        return hd.sr.CodedConcept(value, "SCT", meaning)
+    return hd.sr.CodedConcept(local_code(name), LOCAL_SCHEME, human_name(name).capitalize())
+
+
+def _check_sources(result: StudyResult, sources: Sequence[pydicom.Dataset]) -> None:
+    if not sources:
+        raise DraftError("make_sr needs at least one source image to reference")
+    for ds in sources:
+        uid = str(getattr(ds, "StudyInstanceUID", ""))
+        if uid != result.study_instance_uid:
+            raise DraftError(
+                f"source image {getattr(ds, 'SOPInstanceUID', '?')} belongs to study {uid!r}, "
+                f"not to the scored study {result.study_instance_uid!r}; pass the images "
+                "the model scored")
+        pid = str(getattr(ds, "PatientID", ""))
+        if pid != result.patient_id:
+            raise DraftError(
+                f"source image PatientID {pid!r} differs from the result's patient_id "
+                f"{result.patient_id!r}; refusing to attach a draft to another patient")
+
+
+def _group(result: StudyResult, f: FindingScore, sources: Sequence[pydicom.Dataset],
+           algo: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    tracking_uid = generate_uid(entropy_srcs=[result.study_instance_uid, f.name,
+                                              result.model_name, result.model_version])
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=f.name),
+        algorithm_id=algo,
+        finding_type=_finding_code(f.name),
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)
+                       for ds in sources],
+        measurements=[
+            hd.sr.Measurement(name=codes.DCM.CertaintyOfFinding,
+                              value=round(f.probability * 100.0, 4), unit=codes.UCUM.Percent),
+            hd.sr.Measurement(name=_THRESHOLD, value=round(f.threshold * 100.0, 4),
+                              unit=codes.UCUM.Percent),
+        ],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+            name=_PRESENCE, value=codes.SCT.Present if f.flagged else codes.SCT.Absent)],
+    )
+
+
+def make_sr(result: StudyResult, source_images: Sequence[pydicom.Dataset],
+            draft: DraftReport | None = None, *, series_number: int = 990) -> pydicom.Dataset:
+    """Build a preliminary Comprehensive SR for one study.
+
+    Args:
+        result: the model's result.
+        source_images: the scored image(s); they must belong to the same study and patient.
+            The patient and study modules are copied from the first one.
+        draft: the draft text; drafted from ``result`` when omitted.
+        series_number: SeriesNumber of the new SR series.
+
+    Returns:
+        The SR dataset (Comprehensive SR Storage, Explicit VR Little Endian); write it with
+        ``save_as(path, enforce_file_format=True)``.
+
+    Raises:
+        DraftError: no source image, a source from another study or patient, or highdicom
+            rejected the content.
+    """
+    _check_sources(result, source_images)
+    draft = draft if draft is not None else draft_report(result)
+    device_uid = generate_uid(entropy_srcs=["radiolens", result.model_name, result.model_version])
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=device_uid, name="radiolens", manufacturer_name=_MANUFACTURER,
+        model_name=f"{result.model_name} {result.model_version}"[:64])
+    context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
+    algo = hd.sr.AlgorithmIdentification(name=result.model_name, version=result.model_version)
+    try:
+        groups = [_group(result, f, source_images, algo) for f in result.findings]
+        report = hd.sr.MeasurementReport(observation_context=context,
+                                         procedure_reported=_PLAIN_CHEST_XRAY,
+                                         imaging_measurements=groups)
+        root = report[0]
+        for name, value in ((codes.DCM.Findings, draft.findings_text),
+                            (codes.DCM.Impression, draft.impression),
+                            (codes.DCM.Comment, f"{DRAFT_HEADER} {draft.disclaimer}")):
+            root.ContentSequence.append(hd.sr.TextContentItem(
+                name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+        sr = hd.sr.ComprehensiveSR(
+            evidence=list(source_images), content=root,
+            series_instance_uid=generate_uid(), series_number=series_number,
+            sop_instance_uid=generate_uid(), instance_number=1,
+            manufacturer=_MANUFACTURER, manufacturer_model_name=result.model_name[:64],
+            software_versions=_SOFTWARE, series_description=SR_SERIES_DESCRIPTION,
+            is_complete=True, is_final=False, is_verified=False,
+            transfer_syntax_uid=ExplicitVRLittleEndian)
+        sr.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the draft text is not ASCII-only
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DraftError(f"cannot build the DICOM SR for study {result.study_instance_uid}: "
+                         f"{exc}") from exc
+    logger.info("built SR %s for study %s (%d findings)", sr.SOPInstanceUID,
+                result.study_instance_uid, len(groups))
+    return sr
+
+
+def _orientation(source: pydicom.Dataset) -> tuple[str, str]:
+    value = getattr(source, "PatientOrientation", None)
+    if value is not None and not isinstance(value, str) and len(value) == 2:
+        return str(value[0]), str(value[1])
+    logger.warning("source %s has no PatientOrientation; assuming %s (PA chest)",
+                   getattr(source, "SOPInstanceUID", "?"), "\\".join(_DEFAULT_ORIENTATION))
+    return _DEFAULT_ORIENTATION
+
+
+def make_heatmap_sc(source: pydicom.Dataset, overlay_rgb: np.ndarray, *,
+                    series_number: int = 991) -> pydicom.Dataset:
+    """Build an RGB Secondary Capture of a heatmap overlay, in the source's study.
+
+    Args:
+        source: the scored image; patient and study modules are copied from it.
+        overlay_rgb: ``uint8`` array of shape (rows, columns, 3).
+        series_number: SeriesNumber of the new heatmap series.
+
+    Returns:
+        The Secondary Capture dataset (Explicit VR Little Endian), in a new series whose
+        description marks it as an AI heatmap.
+
+    Raises:
+        DraftError: the overlay is not an H×W×3 ``uint8`` array, or highdicom rejected it.
+    """
+    arr = np.asarray(overlay_rgb)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise DraftError(f"overlay_rgb must be a uint8 array of shape (H, W, 3), got "
+                         f"{arr.dtype} {arr.shape}; convert with np.asarray(img, np.uint8)")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise DraftError(f"overlay_rgb is empty: shape {arr.shape}")
+    try:
+        sc = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=source, pixel_array=np.ascontiguousarray(arr),
+            photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+            bits_allocated=8, coordinate_system=hd.CoordinateSystemNames.PATIENT,
+            series_instance_uid=generate_uid(), series_number=series_number,
+            sop_instance_uid=generate_uid(), instance_number=1, manufacturer=_MANUFACTURER,
+            patient_orientation=_orientation(source), transfer_syntax_uid=ExplicitVRLittleEndian,
+            series_description=HEATMAP_SERIES_DESCRIPTION, software_versions=_SOFTWARE)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DraftError(f"cannot build the heatmap Secondary Capture: {exc}") from exc
+    sc.SpecificCharacterSet = "ISO_IR 192"
+    sc.BurnedInAnnotation = "NO"
+    sc.ImageComments = f"AI heatmap overlay, not for diagnosis. {DISCLAIMER}"
+    logger.info("built heatmap SC %s for study %s", sc.SOPInstanceUID, sc.StudyInstanceUID)
+    return sc

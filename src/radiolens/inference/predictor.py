@@ -1,0 +1,213 @@
+"""Score radiographs with a trained model: the code both ``radiolens predict`` and the
+triage service's worker use, with preprocessing identical to training."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from radiolens.data.preprocess import preprocess
+from radiolens.errors import ConfigError, ImageReadError
+from radiolens.imaging import XrayImage, read_image
+
+__all__ = ["FilePrediction", "Prediction", "Predictor"]
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["torch", "onnx"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Scores of one image.
+
+    Attributes:
+        probabilities: label name to probability, in the model's label order.
+        thresholds: label name to the operating threshold from ``model.json``.
+        flags: label name to ``probability >= threshold``.
+    """
+
+    probabilities: dict[str, float]
+    thresholds: dict[str, float]
+    flags: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> list[str]:
+        """Labels at or above their threshold."""
+        return [name for name, on in self.flags.items() if on]
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    """A prediction for a file, or the reason it could not be read."""
+
+    path: Path
+    prediction: Prediction | None
+    error: str | None = None
+
+
+class Predictor:
+    """Batched inference with a radiolens run directory (or ``builtin:NAME``).
+
+    The constructor only stores settings; :meth:`load` reads the model.
+
+    Args:
+        checkpoint: a run directory, its ``model.json``, or ``builtin:NAME``.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (torch backend only).
+        batch_size: images per forward pass.
+        backend: ``"torch"`` (eager PyTorch) or ``"onnx"`` (ONNX Runtime on CPU; the run
+            directory's ``model.onnx`` is used, or one is exported to a temporary folder).
+        threads: CPU threads (default: torch's setting / 2 for ONNX Runtime).
+
+    Example:
+        >>> p = Predictor("builtin:pneumonia-kermany").load()       # doctest: +SKIP
+        >>> p.predict_files(["chest.dcm"])[0].prediction.flagged   # doctest: +SKIP
+        ['pneumonia']
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike[str], device: str = "cpu",
+                 batch_size: int = 16, backend: Backend = "torch",
+                 threads: int | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.device = device
+        self.batch_size = batch_size
+        self.backend = backend
+        self.threads = threads
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> Predictor:
+        """Read the model (and build the ONNX Runtime session for ``backend="onnx"``)."""
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.backend not in ("torch", "onnx"):
+            raise ConfigError(f"unknown backend {self.backend!r}; use torch or onnx")
+        import torch
+
+        from radiolens.models import export_onnx, load_run, onnx_session, resolve_run_dir
+        from radiolens.train.loop import resolve_device
+
+        if self.threads is not None and self.backend == "torch":
+            torch.set_num_threads(self.threads)
+        device = resolve_device(self.device) if self.backend == "torch" else torch.device("cpu")
+        self.model_, self.info_ = load_run(self.checkpoint, device=device)
+        self.device_ = device
+        self.run_dir_ = resolve_run_dir(self.checkpoint)
+        self.session_: Any = None
+        if self.backend == "onnx":
+            onnx_path = self.run_dir_ / "model.onnx"
+            if not onnx_path.is_file():
+                self._tmp = tempfile.TemporaryDirectory(prefix="radiolens-onnx-")
+                onnx_path = export_onnx(self.model_, self.info_,
+                                        Path(self._tmp.name) / "model.onnx")
+            self.session_ = onnx_session(onnx_path, threads=self.threads or 2)
+        return self
+
+    def _check_loaded(self) -> None:
+        if not hasattr(self, "info_"):
+            raise RuntimeError("call Predictor.load() first")
+
+    @property
+    def labels(self) -> list[str]:
+        """Label names in output order."""
+        self._check_loaded()
+        return list(self.info_.labels)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Operating threshold per label (0.5 where ``model.json`` gives none)."""
+        self._check_loaded()
+        return {n: float(self.info_.thresholds.get(n, 0.5)) for n in self.info_.labels}
+
+    # ------------------------------------------------------------ the numbers
+    def preprocess(self, image: XrayImage | npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """The model input for one image: ``(C, S, S)`` float32."""
+        self._check_loaded()
+        pixels = image.pixels if isinstance(image, XrayImage) else np.asarray(image)
+        pre = self.info_.preprocessing
+        return preprocess(pixels, pre.image_size, pre.mean, pre.std, pre.channels)
+
+    def predict_batch(self, batch: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Probabilities ``(N, L)`` for preprocessed inputs ``(N, C, S, S)``."""
+        self._check_loaded()
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.session_ is not None:
+            logits = self.session_.run(None, {"image": x})[0]
+            out: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+            return out
+        import torch
+
+        with torch.inference_mode():
+            t = torch.from_numpy(x).to(self.device_)
+            probs = torch.sigmoid(self.model_(t).float()).cpu().numpy()
+        return probs.astype(np.float32)
+
+    def _wrap(self, probs: npt.NDArray[np.float32]) -> Prediction:
+        th = self.thresholds
+        values = {n: float(probs[j]) for j, n in enumerate(self.labels)}
+        return Prediction(values, th, {n: values[n] >= th[n] for n in values})
+
+    def predict(self, images: Sequence[XrayImage | npt.ArrayLike]) -> list[Prediction]:
+        """Score images (``XrayImage`` or 2-D arrays in [0, 1]), in batches."""
+        out: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            probs = self.predict_batch(np.stack([self.preprocess(im) for im in chunk]))
+            out.extend(self._wrap(row) for row in probs)
+        return out
+
+    def iter_files(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[FilePrediction]:
+        """Score image files in batches, in input order; an unreadable file yields its
+        error instead of a prediction (never silently dropped)."""
+        pending: list[tuple[Path, npt.NDArray[np.float32] | None, str | None]] = []
+
+        def flush() -> Iterator[FilePrediction]:
+            inputs = [x for _, x, _ in pending if x is not None]
+            probs = iter(self.predict_batch(np.stack(inputs)) if inputs else [])
+            for path, x, error in pending:
+                if x is None:
+                    yield FilePrediction(path, None, error)
+                else:
+                    yield FilePrediction(path, self._wrap(next(probs)))
+            pending.clear()
+
+        n_inputs = 0
+        for raw in paths:
+            path = Path(raw)
+            try:
+                pending.append((path, self.preprocess(read_image(path)), None))
+                n_inputs += 1
+            except ImageReadError as exc:
+                pending.append((path, None, str(exc)))
+            if n_inputs >= self.batch_size:
+                yield from flush()
+                n_inputs = 0
+        yield from flush()
+
+    def predict_files(self, paths: Iterable[str | os.PathLike[str]]) -> list[FilePrediction]:
+        """List form of :meth:`iter_files`."""
+        return list(self.iter_files(paths))
+
+    # ------------------------------------------------------------ explanation
+    def explain(self, image: XrayImage | npt.ArrayLike,
+                label: str | None = None) -> npt.NDArray[np.float32]:
+        """A Grad-CAM heatmap in [0, 1] for ``label`` (default: the first), at the input
+        image's size. Needs the torch backend's model (always loaded)."""
+        from radiolens.explain import gradcam
+
+        self._check_loaded()
+        name = label or self.labels[0]
+        if name not in self.labels:
+            raise ConfigError(f"label {name!r} is not one of the model's: "
+                              f"{', '.join(self.labels)}")
+        pixels = image.pixels if isinstance(image, XrayImage) else np.asarray(image)
+        x = self.preprocess(pixels)
+        return gradcam(self.model_, self.info_.architecture, x, self.labels.index(name),
+                       output_shape=pixels.shape)

@@ -1,0 +1,402 @@
+"""The training loop: plain PyTorch, AdamW + cosine, early stopping on validation AUROC.
+
+One call, :func:`train`, turns a :class:`~radiolens.train.config.TrainConfig` into a run
+directory::
+
+    RUN_DIR/model.safetensors   best weights (by validation AUROC)
+    RUN_DIR/model.json          labels, preprocessing, thresholds, validation metrics
+    RUN_DIR/config.yaml         the resolved configuration
+    RUN_DIR/history.csv         one row per epoch
+    RUN_DIR/val_predictions.csv validation probabilities of the best model
+    RUN_DIR/state/              optimizer and schedule for ``--resume`` (no pickle)
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import yaml
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from radiolens.data.dataset import (
+    LoadedImages,
+    XrayDataset,
+    load_images,
+    masked_bce_loss,
+    positive_weights,
+    train_augmentation,
+)
+from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
+from radiolens.train.config import TrainConfig
+from radiolens.train.data import load_training_data
+from radiolens.train.state import TrainingState, load_training_state, save_training_state
+
+__all__ = ["DEFAULT_URGENCY", "TrainResult", "predict_loaded", "resolve_device", "train"]
+
+logger = logging.getLogger(__name__)
+
+#: Worklist urgency per finding (higher is read sooner); model.json carries it.
+DEFAULT_URGENCY: dict[str, int] = {
+    "Pneumothorax": 3, "Pneumonia": 2, "pneumonia": 2, "Consolidation": 2, "Edema": 2,
+    "Effusion": 2, "Mass": 2, "covid": 2, "abnormal": 1,
+}
+
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_auroc", "lr", "seconds",
+                  "train_images_per_s", "best"]
+
+
+@dataclass
+class TrainResult:
+    """What a finished :func:`train` call reports."""
+
+    run_dir: Path
+    best_epoch: int
+    best_auroc: float
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    train_images_per_s: float
+    validation: dict[str, Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; anything else is checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; "
+                          "use --device cpu (or auto)")
+    return device
+
+
+def _mean_auroc(y: npt.NDArray[np.float32], p: npt.NDArray[np.float32]) -> tuple[float,
+                                                                                 list[float]]:
+    from radiolens.evaluate import auroc
+
+    per = [auroc(y[:, j], p[:, j]) for j in range(y.shape[1])]
+    finite = [a for a in per if a is not None and math.isfinite(a)]
+    return (float(np.mean(finite)) if finite else float("nan")), per
+
+
+def predict_loaded(model: torch.nn.Module, dataset: XrayDataset, device: torch.device,
+                   batch_size: int = 64, channels_last: bool = False,
+                   amp: bool = False) -> tuple[npt.NDArray[np.float32], float]:
+    """Sigmoid probabilities ``(N, L)`` for a dataset, and the mean masked loss."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    model.eval()
+    probs: list[npt.NDArray[np.float32]] = []
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for batch in loader:
+            x = batch["image"].to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x).float()
+            y = batch["label"].to(device)
+            total += float(masked_bce_loss(logits, y)) * len(x)
+            count += len(x)
+            probs.append(torch.sigmoid(logits).cpu().numpy().astype(np.float32))
+    return np.concatenate(probs), total / max(count, 1)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+              warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _summary(items: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    y = np.stack([np.asarray(it["label"], dtype=np.float32) for it in items])
+    return {
+        "images": len(items),
+        "patients": len({it.get("patient_id") for it in items}),
+        "positives": {n: int(np.nansum(y[:, j] == 1)) for j, n in enumerate(labels)},
+        "negatives": {n: int(np.nansum(y[:, j] == 0)) for j, n in enumerate(labels)},
+        "missing": {n: int(np.isnan(y[:, j]).sum()) for j, n in enumerate(labels)},
+    }
+
+
+def _append_history(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def _write_predictions(path: Path, items: Sequence[dict[str, Any]], labels: Sequence[str],
+                       y: npt.NDArray[np.float32], p: npt.NDArray[np.float32]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "patient_id", *[f"{n}_true" for n in labels],
+                         *[f"{n}_prob" for n in labels]])
+        for it, yt, pp in zip(items, y, p, strict=True):
+            writer.writerow([it.get("id", it["image"]), it.get("patient_id", ""),
+                             *["" if math.isnan(v) else int(v) for v in yt],
+                             *[f"{v:.6f}" for v in pp]])
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MissingDependencyError("tensorboard", "tensorboard") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) -> TrainResult:
+    """Train a model as ``config`` says and write the run directory.
+
+    Args:
+        config: the resolved configuration (``radiolens train`` builds it from flags/YAML).
+        resume: continue from ``RUN_DIR/state`` (same data, model and labels).
+        progress: show progress bars (the CLI turns them on when stderr is a terminal).
+
+    Returns:
+        A :class:`TrainResult`; the run directory holds the best model.
+
+    Raises:
+        ConfigError, DatasetError, CheckpointError: bad settings, data or run directory.
+    """
+    from tqdm.auto import tqdm
+
+    from radiolens.evaluate import choose_threshold, evaluate_predictions
+    from radiolens.models import (
+        ModelInfo,
+        Preprocessing,
+        build_model,
+        freeze_backbone,
+        load_pretrained,
+        save_run,
+    )
+
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % (2**32))
+    device = resolve_device(config.device)
+    run_dir = Path(config.output).expanduser()
+    if run_dir.exists() and not resume and (run_dir / "history.csv").exists():
+        raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue "
+                          "it, or choose another -o")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+    train_dl, val_dl = load_training_data(config)
+    labels = list(train_dl.labels)
+    size = config.image_size
+    logger.info("training on %d images (%d patients), validating on %d (%d patients); "
+                "labels: %s", len(train_dl), len({i["patient_id"] for i in train_dl.items}),
+                len(val_dl), len({i["patient_id"] for i in val_dl.items}), ", ".join(labels))
+    train_imgs: LoadedImages = load_images(train_dl.items, size, progress=progress,
+                                           skip_unreadable=config.skip_unreadable,
+                                           desc="reading training images")
+    val_imgs = load_images(val_dl.items, size, progress=progress,
+                           skip_unreadable=config.skip_unreadable,
+                           desc="reading validation images")
+    augment = train_augmentation(size, config.seed) if config.augment else None
+    train_ds = XrayDataset(train_imgs, config.mean, config.std, augment=augment)
+    val_ds = XrayDataset(val_imgs, config.mean, config.std)
+    if np.all(np.isnan(val_ds.labels)):
+        raise ConfigError("the validation split has no labels; raise --val-fraction")
+
+    model = build_model(config.model, n_outputs=len(labels), in_channels=1)
+    if config.init:
+        report = load_pretrained(model, config.init, fold_to_grey=True, keep_head=False)
+        logger.info("initialised from %s: %s", config.init, report)
+    if config.freeze_backbone:
+        frozen = freeze_backbone(model, config.model)
+        logger.info("froze %d backbone parameters", frozen)
+    model.to(device)
+    use_cuda = device.type == "cuda"
+    amp = config.amp and use_cuda
+    channels_last = config.channels_last and use_cuda
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    pos_weight = None
+    sampler = None
+    if config.imbalance == "pos-weight":
+        pos_weight = positive_weights(train_ds.labels).to(device)
+        logger.info("positive weights: %s", dict(zip(labels, pos_weight.tolist(), strict=True)))
+    elif config.imbalance == "sampler":
+        first = np.nan_to_num(train_ds.labels[:, 0], nan=0.0)
+        n_pos = max(1.0, float(first.sum()))
+        n_neg = max(1.0, float(len(first) - first.sum()))
+        weights = np.where(first == 1, 0.5 / n_pos, 0.5 / n_neg)
+        generator = torch.Generator().manual_seed(config.seed)
+        sampler = WeightedRandomSampler(weights.tolist(), num_samples=len(first),
+                                        replacement=True, generator=generator)
+    workers = 0 if device.type == "cpu" else config.workers
+    loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=sampler is None,
+                        sampler=sampler, num_workers=workers, drop_last=len(train_ds) >
+                        config.batch_size, generator=torch.Generator().manual_seed(config.seed),
+                        pin_memory=use_cuda, persistent_workers=workers > 0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(loader))
+    scheduler = _schedule(optimizer, steps_per_epoch * config.epochs,
+                          int(config.warmup_epochs * steps_per_epoch))
+
+    state = TrainingState()
+    state_dir = run_dir / "state"
+    if resume:
+        state = load_training_state(state_dir, model, optimizer, scheduler)
+        logger.info("resuming after epoch %d (best AUROC %.4f at epoch %d)", state.epoch,
+                    state.best_score, state.best_epoch)
+        if state.epoch >= config.epochs:
+            logger.info("the run already finished %d epochs; raise --epochs to train more",
+                        state.epoch)
+
+    preprocessing = Preprocessing(image_size=size, channels=1, mean=config.mean,
+                                  std=config.std)
+    architecture_args: dict[str, Any] = {}
+    writer = _tensorboard(run_dir) if config.tensorboard else None
+    history_path = run_dir / "history.csv"
+    stopped_early = False
+    images_seen, train_seconds = 0, 0.0
+    epoch = state.epoch
+    while epoch < config.epochs:
+        epoch += 1
+        model.train()
+        t0 = time.perf_counter()
+        running, n_batches = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for batch in bar:
+            x = batch["image"].to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = batch["label"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            loss = masked_bce_loss(logits, y, pos_weight)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"the loss became {loss.item()} at epoch {epoch}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += loss.item()
+            n_batches += 1
+            images_seen += len(x)
+            bar.set_postfix(loss=f"{running / n_batches:.4f}")
+        epoch_train_s = time.perf_counter() - t0
+        train_seconds += epoch_train_s
+        probs, val_loss = predict_loaded(model, val_ds, device, config.batch_size * 2,
+                                         channels_last, amp)
+        val_auroc, _per_label = _mean_auroc(val_ds.labels, probs)
+        improved = math.isfinite(val_auroc) and val_auroc > state.best_score
+        if improved or state.best_epoch == 0:
+            state.best_score = val_auroc if math.isfinite(val_auroc) else state.best_score
+            state.best_epoch = epoch
+            state.epochs_without_improvement = 0
+            info = ModelInfo(architecture=config.model, architecture_args=architecture_args,
+                             task="binary" if len(labels) == 1 else "multilabel",
+                             labels=labels, preprocessing=preprocessing)
+            save_run(run_dir, model, info)
+        else:
+            state.epochs_without_improvement += 1
+        state.epoch = epoch
+        save_training_state(state_dir, model, optimizer, scheduler, state)
+        row = {"epoch": epoch, "train_loss": f"{running / max(n_batches, 1):.5f}",
+               "val_loss": f"{val_loss:.5f}", "val_auroc": f"{val_auroc:.5f}",
+               "lr": f"{scheduler.get_last_lr()[0]:.3e}", "seconds": f"{epoch_train_s:.1f}",
+               "train_images_per_s": f"{len(train_ds) / max(epoch_train_s, 1e-9):.1f}",
+               "best": int(state.best_epoch == epoch)}
+        _append_history(history_path, row)
+        if writer is not None:
+            writer.add_scalar("loss/train", running / max(n_batches, 1), epoch)
+            writer.add_scalar("loss/val", val_loss, epoch)
+            writer.add_scalar("auroc/val", val_auroc, epoch)
+        logger.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUROC %.4f%s (%.0f s)",
+                    epoch, config.epochs, running / max(n_batches, 1), val_loss, val_auroc,
+                    " *best*" if state.best_epoch == epoch else "", epoch_train_s)
+        if progress:
+            tqdm.write(f"epoch {epoch}/{config.epochs}: loss {running / max(n_batches, 1):.4f}"
+                       f"  val AUROC {val_auroc:.4f}"
+                       + ("  (best)" if state.best_epoch == epoch else ""))
+        if state.epochs_without_improvement >= config.patience:
+            logger.info("no better validation AUROC for %d epochs: stopping early",
+                        config.patience)
+            stopped_early = True
+            break
+    if writer is not None:
+        writer.close()
+
+    # Final: the best weights, thresholds and validation metrics into model.json.
+    from radiolens.models import load_run
+
+    try:
+        best_model, _ = load_run(run_dir, device=device)
+    except CheckpointError:
+        raise
+    probs, _ = predict_loaded(best_model, val_ds, device, config.batch_size * 2)
+    y_val = val_ds.labels
+    thresholds = {}
+    for j, name in enumerate(labels):
+        known = ~np.isnan(y_val[:, j])
+        yj, pj = y_val[known, j], probs[known, j]
+        thresholds[name] = (choose_threshold(yj, pj, config.threshold_method)
+                            if len(np.unique(yj)) == 2 else 0.5)
+    metadata = {k: [it.get(k, "") for it in val_imgs.items] for k in ("sex", "age", "view")}
+    validation = evaluate_predictions(y_val, probs, labels, thresholds, metadata, n_boot=500,
+                                      seed=config.seed,
+                                      case_ids=[it.get("id", it["image"])
+                                                for it in val_imgs.items])
+    _write_predictions(run_dir / "val_predictions.csv", val_imgs.items, labels, y_val, probs)
+    seconds = time.perf_counter() - started
+    speed = images_seen / train_seconds if train_seconds > 0 else 0.0
+    training = {
+        "data": str(config.data),
+        "data_format": config.data_format,
+        "where": config.where,
+        "train": _summary(train_imgs.items, labels),
+        "val": _summary(val_imgs.items, labels),
+        "sources": sorted({str(it.get("source", "")) for it in train_imgs.items} - {""}),
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "stopped_early": stopped_early,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "wall_seconds": round(seconds, 1),
+        "train_images_per_s": round(speed, 1),
+        "init": config.init,
+        "config": config.model_dump(mode="json"),
+    }
+    final = ModelInfo(architecture=config.model, architecture_args=architecture_args,
+                      task="binary" if len(labels) == 1 else "multilabel", labels=labels,
+                      preprocessing=preprocessing, thresholds=thresholds,
+                      threshold_method=f"{config.threshold_method} on the validation split",
+                      urgency={n: DEFAULT_URGENCY.get(n, 1) for n in labels},
+                      training=training, validation=validation)
+    save_run(run_dir, best_model, final, half=config.half)
+    logger.info("best epoch %d, validation AUROC %.4f; wrote %s", state.best_epoch,
+                state.best_score, run_dir)
+    return TrainResult(run_dir=run_dir, best_epoch=state.best_epoch,
+                       best_auroc=state.best_score, epochs_run=state.epoch,
+                       stopped_early=stopped_early, seconds=seconds,
+                       train_images_per_s=speed, validation=validation)

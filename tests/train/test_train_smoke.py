@@ -1,0 +1,127 @@
+"""The CI smoke run: train one tiny model on generated images, evaluate it, predict with it.
+
+Assertions are on file formats and metric sanity, never on speed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from radiolens.cli.main import main
+from radiolens.data.synthetic import make_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n=64, image_size=64,
+                                  seed=0)
+
+
+@pytest.fixture(scope="module")
+def run_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    code = main(["-q", "train", "--data", str(dataset), "--labels", "pneumonia", "--model",
+                 "small-vgg", "--image-size", "64", "--epochs", "2", "--batch-size", "16",
+                 "--lr", "3e-3", "--device", "cpu", "-o", str(out)])
+    assert code == 0
+    return out
+
+
+def test_run_directory_contents(run_dir: Path) -> None:
+    for name in ("model.safetensors", "model.json", "config.yaml", "history.csv",
+                 "val_predictions.csv", "state/state.json", "state/state.safetensors"):
+        assert (run_dir / name).is_file(), name
+    info = json.loads((run_dir / "model.json").read_text())
+    assert info["format"] == "radiolens-model" and info["labels"] == ["pneumonia"]
+    assert info["preprocessing"]["image_size"] == 64
+    assert 0.0 <= info["thresholds"]["pneumonia"] <= 1.0
+    assert info["training"]["train"]["images"] > 0
+    rec = info["validation"]["labels"]["pneumonia"]
+    assert 0.0 <= rec["auroc"] <= 1.0 and rec["auroc_ci"][0] <= rec["auroc_ci"][1]
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(float(r["train_loss"]) > 0 for r in rows)
+    assert not list(run_dir.rglob("*.pt*")), "no pickled files in a run directory"
+
+
+def test_existing_run_needs_resume(run_dir: Path, dataset: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--data", str(dataset), "--model", "small-vgg", "--image-size",
+                 "64", "--epochs", "1", "-o", str(run_dir)])
+    assert code == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_resume_continues_history(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumable"
+    args = ["-q", "train", "--data", str(dataset), "--model", "small-vgg", "--image-size",
+            "64", "--batch-size", "16", "--device", "cpu", "-o", str(out)]
+    assert main([*args, "--epochs", "1"]) == 0
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+def test_evaluate_writes_metrics_plots_report(run_dir: Path, dataset: Path,
+                                              tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    code = main(["-q", "evaluate", "--checkpoint", str(run_dir), "--data", str(dataset),
+                 "--split", "val", "--n-boot", "50", "--device", "cpu", "-o", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    rec = metrics["labels"]["pneumonia"]
+    for key in ("auroc", "auroc_ci", "auprc", "accuracy", "sensitivity", "specificity", "ppv",
+                "npv", "f1", "confusion", "calibration"):
+        assert key in rec
+    c = rec["confusion"]
+    assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == rec["n"]
+    assert rec["threshold"] == pytest.approx(
+        json.loads((run_dir / "model.json").read_text())["thresholds"]["pneumonia"])
+    assert (out / "report.html").read_text().count("<img") >= 3
+    assert list(out.glob("roc_*.png")) and list(out.glob("confusion_*.png"))
+
+
+def test_evaluate_refuses_missing_test_split(run_dir: Path, dataset: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--checkpoint", str(run_dir), "--data", str(dataset),
+                 "-o", str(tmp_path / "e")])
+    assert code == 2
+    assert "--split" in capsys.readouterr().err
+
+
+def test_compare_two_evaluations(run_dir: Path, dataset: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b"):
+        assert main(["-q", "evaluate", "--checkpoint", str(run_dir), "--data", str(dataset),
+                     "--split", "val", "--n-boot", "20", "-o", str(tmp_path / name)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "pneumonia" in out and "a" in out and "b" in out
+
+
+def test_predict_csv_and_json(run_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    images = sorted((dataset.parent).rglob("*.png"))[:5]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out_csv = tmp_path / "p.csv"
+    code = main(["-q", "predict", "--checkpoint", str(run_dir), *map(str, images), str(bad),
+                 "-o", str(out_csv)])
+    assert code == 1  # one file could not be read; it is listed, not dropped
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 6
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 5
+    assert all(0.0 <= float(r["pneumonia_prob"]) <= 1.0 for r in good)
+    assert all(r["pneumonia_call"] in ("0", "1") for r in good)
+    assert "broken.png" in next(r for r in rows if r["error"])["path"]
+    out_json = tmp_path / "p.json"
+    assert main(["-q", "predict", "--checkpoint", str(run_dir), str(images[0].parent),
+                 "-o", str(out_json)]) == 0
+    doc = json.loads(out_json.read_text())
+    assert "radiologist" in doc["disclaimer"]
+    assert doc["predictions"] and "probabilities" in doc["predictions"][0]
