@@ -1,0 +1,115 @@
+"""The triage worklist: SQLAlchemy models and repository functions.
+
+Studies arrive from the receiver (:func:`record_instance`), workers claim scoring jobs
+(:func:`claim_job`, :func:`complete_job`, :func:`fail_job`), the web UI lists and
+reprioritises studies, and results are sent back through deliveries with backoff.
+Needs SQLAlchemy 2 (``pip install 'radiolens[serve]'``); never imports torch.
+
+Example:
+    >>> from radiolens.worklist import open_worklist, claim_job, list_studies
+    >>> engine = open_worklist("data/worklist.db")  # doctest: +SKIP
+    >>> job = claim_job(engine, owner="worker-1", lease_seconds=120)  # doctest: +SKIP
+    >>> [s.study_instance_uid for s in list_studies(engine, status="scored")]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from radiolens.worklist.db import (
+    BUSY_TIMEOUT_S,
+    DB_FILENAME,
+    default_db_path,
+    make_engine,
+    open_worklist,
+)
+from radiolens.worklist.models import (
+    DELIVERY_KINDS,
+    DELIVERY_STATUSES,
+    JOB_STATUSES,
+    PRIORITY_SOURCES,
+    REVIEW_ACTIONS,
+    SCHEMA_VERSION,
+    STUDY_STATUSES,
+    Base,
+    Delivery,
+    Instance,
+    Job,
+    Meta,
+    Patient,
+    Result,
+    Review,
+    Study,
+    create_or_migrate,
+    utcnow,
+)
+from radiolens.worklist.repository import (
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DELIVERY_BACKOFF_BASE_S,
+    DELIVERY_MAX_ATTEMPTS,
+    add_review,
+    claim_job,
+    complete_job,
+    count_studies,
+    delivery_backoff,
+    due_deliveries,
+    fail_job,
+    get_job,
+    get_study,
+    list_instances,
+    list_results,
+    list_reviews,
+    list_studies,
+    mark_delivery,
+    queue_delivery,
+    record_instance,
+    renew_lease,
+    set_priority,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "DB_FILENAME",
+    "DEFAULT_LEASE_S",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DELIVERY_BACKOFF_BASE_S",
+    "DELIVERY_KINDS",
+    "DELIVERY_MAX_ATTEMPTS",
+    "DELIVERY_STATUSES",
+    "JOB_STATUSES",
+    "PRIORITY_SOURCES",
+    "REVIEW_ACTIONS",
+    "SCHEMA_VERSION",
+    "STUDY_STATUSES",
+    "Base",
+    "Delivery",
+    "Instance",
+    "Job",
+    "Meta",
+    "Patient",
+    "Result",
+    "Review",
+    "Study",
+    "add_review",
+    "claim_job",
+    "complete_job",
+    "count_studies",
+    "create_or_migrate",
+    "default_db_path",
+    "delivery_backoff",
+    "due_deliveries",
+    "fail_job",
+    "get_job",
+    "get_study",
+    "list_instances",
+    "list_results",
+    "list_reviews",
+    "list_studies",
+    "make_engine",
+    "mark_delivery",
+    "open_worklist",
+    "queue_delivery",
+    "record_instance",
+    "renew_lease",
+    "set_priority",
+    "utcnow",
+]

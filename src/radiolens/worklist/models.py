@@ -1,0 +1,291 @@
+"""SQLAlchemy 2 declarative models of the triage worklist.
+
+Every timestamp is a timezone-aware UTC :class:`~datetime.datetime`; SQLite, which has
+no time zone type, stores it as naive UTC and :class:`UTCDateTime` puts the zone back.
+The schema carries a version in the ``meta`` table, checked by :func:`create_or_migrate`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from radiolens.errors import WorklistError
+
+__all__ = [
+    "DELIVERY_KINDS",
+    "DELIVERY_STATUSES",
+    "JOB_STATUSES",
+    "PRIORITY_SOURCES",
+    "REVIEW_ACTIONS",
+    "SCHEMA_VERSION",
+    "STUDY_STATUSES",
+    "Base",
+    "Delivery",
+    "Instance",
+    "Job",
+    "Meta",
+    "Patient",
+    "Result",
+    "Review",
+    "Study",
+    "UTCDateTime",
+    "create_or_migrate",
+    "utcnow",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the database layout; bump it and add a step to ``_MIGRATIONS`` on change.
+SCHEMA_VERSION = 1
+
+STUDY_STATUSES: tuple[str, ...] = ("received", "queued", "scoring", "scored", "failed")
+JOB_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
+PRIORITY_SOURCES: tuple[str, ...] = ("model", "person")
+REVIEW_ACTIONS: tuple[str, ...] = ("accept", "correct", "reprioritise")
+DELIVERY_KINDS: tuple[str, ...] = ("dicom-sr", "dicom-sc", "hl7")
+DELIVERY_STATUSES: tuple[str, ...] = ("pending", "sent", "failed")
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time as an aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A DateTime column that only accepts aware datetimes and always returns UTC ones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the worklist tables."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime, dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Meta(Base):
+    """Key/value facts about the database itself (``schema_version``)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class Patient(Base):
+    """A patient as identified by the sending PACS (Patient ID)."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(324))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class Study(Base):
+    """A study on the worklist: its triage status, priority and latest findings.
+
+    ``priority`` runs from 0 to 100, higher is read first. ``priority_set_by`` says who
+    set it (``"model"`` or ``"person"``); the service never lowers a person's priority.
+    """
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_fk: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_date: Mapped[dt.date | None] = mapped_column(Date)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    priority_set_by: Mapped[str | None] = mapped_column(String(16))
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+    findings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    scored_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+
+    patient: Mapped[Patient | None] = relationship(lazy="joined")
+
+    __table_args__ = (Index("ix_studies_order", "priority", "received_at"),)
+
+
+class Instance(Base):
+    """One stored DICOM instance (file path relative to the data directory)."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(1024))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Job(Base):
+    """A scoring job for one study, claimed by a worker under a time-limited lease.
+
+    ``rerun`` is set when an instance arrives while the job runs: completing the job
+    then puts it back to ``pending`` so the study is scored again with every image.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    rerun: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Result(Base):
+    """One model result for a study (a study re-scored keeps every result)."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    findings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    heatmap_paths: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    draft_text: Mapped[str | None] = mapped_column(Text)
+    sr_path: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    """A radiologist's action on a study: accept, correct or reprioritise."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """A result to send back (DICOM SR/SC to a PACS, HL7 to a RIS), retried with backoff."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(255))
+    payload_path: Mapped[str | None] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# from-version -> function bringing the schema to from-version + 1
+_MIGRATIONS: dict[int, Any] = {}
+
+
+def create_or_migrate(engine: Engine) -> int:
+    """Create missing tables and record or check the schema version.
+
+    Args:
+        engine: an engine from :func:`radiolens.worklist.make_engine`.
+
+    Returns:
+        The schema version of the database (always :data:`SCHEMA_VERSION`).
+
+    Raises:
+        WorklistError: the database was written by a newer radiolens, or cannot be
+            opened or migrated.
+    """
+    try:
+        Base.metadata.create_all(engine)
+        with Session(engine) as session, session.begin():
+            row = session.scalars(select(Meta).where(Meta.key == "schema_version")).first()
+            if row is None:
+                session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                return SCHEMA_VERSION
+            found = int(row.value)
+            if found > SCHEMA_VERSION:
+                raise WorklistError(
+                    f"the worklist database has schema version {found}, newer than this "
+                    f"radiolens understands ({SCHEMA_VERSION}); upgrade radiolens"
+                )
+            while found < SCHEMA_VERSION:
+                step = _MIGRATIONS.get(found)
+                if step is None:
+                    raise WorklistError(
+                        f"no migration from worklist schema version {found}; "
+                        "export the worklist and create a new database"
+                    )
+                step(session)
+                found += 1
+                logger.info("migrated the worklist schema to version %d", found)
+            row.value = str(found)
+            return found
+    except WorklistError:
+        raise
+    except Exception as exc:
+        raise WorklistError(
+            f"cannot create or open the worklist database ({engine.url!r}): {exc}"
+        ) from exc

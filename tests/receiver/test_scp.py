@@ -1,0 +1,229 @@
+"""DicomReceiver against dcmtk's storescu/echoscu and pynetdicom senders."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
+
+from radiolens.dicomnet import send_dataset, send_files
+from radiolens.errors import DicomSendError
+from radiolens.receiver import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_MISMATCH,
+    STATUS_OUT_OF_RESOURCES,
+    DicomReceiver,
+)
+from radiolens.receiver import scp as scp_module
+from radiolens.worklist import Instance, Job, get_study, list_instances, list_studies
+
+from ..dicomnet.synthetic import (
+    CR,
+    ECHOSCU,
+    RT_PLAN,
+    SC,
+    STORESCU,
+    make_dataset,
+    needs_dcmtk,
+    write_dicom,
+)
+
+pytestmark = [pytest.mark.pacs, needs_dcmtk]
+
+
+def _storescu(receiver: DicomReceiver, *files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(STORESCU), "-aet", "STORESCU", "-aec", receiver.ae_title,
+         "127.0.0.1", str(receiver.port), *map(str, files)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def _to(receiver: DicomReceiver) -> str:
+    return f"{receiver.ae_title}@127.0.0.1:{receiver.port}"
+
+
+def _count(engine: Engine, model: type) -> int:
+    with Session(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_echoscu(receiver: DicomReceiver) -> None:
+    proc = subprocess.run(
+        [str(ECHOSCU), "-aet", "ECHO", "-aec", "RADIOLENS", "127.0.0.1", str(receiver.port)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert receiver.stats["echoes"] == 1
+
+
+def test_storescu_stores_files_and_queues_one_job_per_study(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine
+) -> None:
+    study = "1.2.826.0.1.3680043.8.498.1"
+    files = [
+        write_dicom(tmp_path / "in", "pa", study_uid=study),
+        write_dicom(tmp_path / "in", "lat", study_uid=study, sop_class=CR),
+        write_dicom(tmp_path / "in", "other", patient_id="P002"),
+        write_dicom(tmp_path / "in", "scan", sop_class=SC, patient_id="P003"),
+    ]
+    proc = _storescu(receiver, *files)
+    assert proc.returncode == 0, proc.stderr
+
+    stored = sorted((tmp_path / "data" / "dicom").rglob("*.dcm"))
+    assert len(stored) == 4
+    assert not list((tmp_path / "data").rglob("*.partial"))
+    assert (tmp_path / "data" / "dicom" / study).is_dir()
+    assert _count(engine, Instance) == 4
+    assert _count(engine, Job) == 3  # one per study
+    studies = list_studies(engine)
+    assert {s.status for s in studies} == {"queued"}
+    instances = list_instances(engine, study)
+    assert len(instances) == 2
+    for inst in instances:
+        assert (tmp_path / "data" / inst.path).stat().st_size == inst.size_bytes
+    found = get_study(engine, study)
+    assert found is not None and found.patient is not None
+    assert found.patient.patient_id == "P001"
+    assert receiver.stats["received"] == 4
+
+
+def test_duplicate_is_stored_once(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine
+) -> None:
+    path = write_dicom(tmp_path / "in", "dup")
+    assert _storescu(receiver, path).returncode == 0
+    assert _storescu(receiver, path).returncode == 0
+    assert len(list((tmp_path / "data" / "dicom").rglob("*.dcm"))) == 1
+    assert _count(engine, Instance) == 1
+    assert _count(engine, Job) == 1
+    assert receiver.stats["received"] == 1
+    assert receiver.stats["duplicates"] == 1
+
+
+def test_bad_inputs_are_refused_and_the_receiver_keeps_serving(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine
+) -> None:
+    first = write_dicom(tmp_path / "in", "first")
+    assert _storescu(receiver, first).returncode == 0
+    [kept] = (tmp_path / "data" / "dicom").rglob("*.dcm")
+    kept_digest = _digest(kept)
+
+    # not DICOM at all: storescu refuses it before sending anything
+    junk = tmp_path / "in" / "junk.dcm"
+    junk.write_bytes(b"this is not a DICOM file" * 10)
+    assert _storescu(receiver, junk).returncode != 0
+
+    # an SOP class the receiver does not accept is rejected at negotiation
+    rt = write_dicom(tmp_path / "in", "plan", sop_class=RT_PLAN)
+    assert _storescu(receiver, rt).returncode != 0
+    report = send_files([rt], _to(receiver))
+    assert report.failed and "does not accept" in report.failed[0][1]
+
+    # valid DICOM the receiver cannot score: failure statuses from the SCP
+    cases = {
+        "nopixels": (dict(pixels=False), STATUS_MISMATCH),
+        "truncated": (dict(truncate=True), STATUS_MISMATCH),
+        "colour": (dict(colour=True, sop_class=SC), STATUS_CANNOT_UNDERSTAND),
+        "multiframe": (dict(frames=2), STATUS_CANNOT_UNDERSTAND),
+    }
+    for seed, (kwargs, status) in cases.items():
+        ds = make_dataset(seed=seed, **kwargs)  # type: ignore[arg-type]
+        with pytest.raises(DicomSendError, match=f"0x{status:04X}"):
+            send_dataset(ds, _to(receiver))
+    assert receiver.stats["failed"] == len(cases)
+
+    # still serving: a good file succeeds, the earlier one is intact
+    later = write_dicom(tmp_path / "in", "later")
+    assert _storescu(receiver, later).returncode == 0
+    assert _digest(kept) == kept_digest
+    assert len(list((tmp_path / "data" / "dicom").rglob("*.dcm"))) == 2
+    assert _count(engine, Instance) == 2
+
+
+def test_database_failure_returns_failure_and_leaves_no_file(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE instances"))
+    ds = make_dataset(seed="dbfail")
+    with pytest.raises(DicomSendError, match=f"0x{STATUS_OUT_OF_RESOURCES:04X}"):
+        send_dataset(ds, _to(receiver))
+    assert not list((tmp_path / "data" / "dicom").rglob("*.dcm"))
+    assert receiver.stats["failed"] == 1
+
+
+def test_disk_failure_returns_failure(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(dest: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+
+    monkeypatch.setattr(scp_module, "_write_atomic", full_disk)
+    with pytest.raises(DicomSendError, match=f"0x{STATUS_OUT_OF_RESOURCES:04X}"):
+        send_dataset(make_dataset(seed="diskfail"), _to(receiver))
+    assert _count(engine, Instance) == 0
+    monkeypatch.undo()
+    send_dataset(make_dataset(seed="diskok"), _to(receiver))
+    assert _count(engine, Instance) == 1
+
+
+def test_receiver_opens_its_own_worklist(tmp_path: Path) -> None:
+    from ..dicomnet.synthetic import free_port
+
+    scp = DicomReceiver(tmp_path / "data", host="127.0.0.1", port=free_port())
+    assert not (tmp_path / "data").exists()  # the constructor does no I/O
+    with scp:
+        send_dataset(make_dataset(seed="own"), _to(scp))
+        assert scp.engine_ is not None
+        assert len(list_studies(scp.engine_)) == 1
+    assert (tmp_path / "data" / "worklist.db").exists()
+    assert not scp.running
+
+
+def test_same_instance_under_another_study_is_kept_once(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine
+) -> None:
+    ds = make_dataset(seed="moved")
+    send_dataset(ds, _to(receiver))
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.99"
+    send_dataset(ds, _to(receiver))
+    assert len(list((tmp_path / "data" / "dicom").rglob("*.dcm"))) == 1
+    assert _count(engine, Instance) == 1
+
+
+def test_start_blocking_until_stop(tmp_path: Path, engine: Engine) -> None:
+    import threading
+    import time
+
+    from ..dicomnet.synthetic import free_port
+
+    scp = DicomReceiver(tmp_path / "data", engine, host="127.0.0.1", port=free_port())
+    thread = threading.Thread(target=scp.start, kwargs={"block": True}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not scp.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    send_dataset(make_dataset(seed="blocking"), _to(scp))
+    scp.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert scp.stats["received"] == 1
+
+
+def test_receiver_never_imports_torch() -> None:
+    code = "import sys, radiolens.receiver, radiolens.worklist, radiolens.dicomnet; " \
+           "sys.exit('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
