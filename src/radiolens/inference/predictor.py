@@ -170,7 +170,8 @@ class Predictor:
 
         def flush() -> Iterator[FilePrediction]:
             inputs = [x for _, x, _ in pending if x is not None]
-            probs = iter(self.predict_batch(np.stack(inputs)) if inputs else [])
+            batch = self.predict_batch(np.stack(inputs)) if inputs else np.zeros((0, 1))
+            probs: Iterator[npt.NDArray[np.float32]] = iter(batch)
             for path, x, error in pending:
                 if x is None:
                     yield FilePrediction(path, None, error)
