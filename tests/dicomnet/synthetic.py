@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +43,76 @@ def orthanc_binary() -> Path | None:
             return Path(candidate)
     found = shutil.which("Orthanc")
     return Path(found) if found else None
+
+
+@dataclass
+class OrthancServer:
+    """A running Orthanc: its REST base URL and DICOM port."""
+
+    http: str
+    dicom_port: int
+    log: Path
+
+    def call(self, method: str, path: str, body: bytes | dict[str, Any] | None = None) -> Any:
+        """Call the REST API; JSON in and out (DICOM bytes for uploads)."""
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        request = urllib.request.Request(self.http + path, data=data, method=method)
+        if isinstance(body, bytes):
+            request.add_header("Content-Type", "application/dicom")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+
+@contextmanager
+def run_orthanc(root: Path, modalities: dict[str, list[Any]]) -> Iterator[OrthancServer]:
+    """Start Orthanc in the foreground on free ports with a config written to ``root``;
+    kill it on exit."""
+    orthanc = orthanc_binary()
+    assert orthanc is not None
+    http_port, dicom_port = free_port(), free_port()
+    config = {
+        "Name": "radiolens-test",
+        "StorageDirectory": str(root / "storage"),
+        "IndexDirectory": str(root / "storage"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomModalities": modalities,
+        "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowStore": True,
+        "DicomCheckModalityHost": False,
+        "Plugins": [],
+        "SaveJobs": False,
+        "StableAge": 2,
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    log = root / "orthanc.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(orthanc), str(root / "config.json")], stdout=out,
+                                stderr=subprocess.STDOUT)
+    server = OrthancServer(f"http://127.0.0.1:{http_port}", dicom_port, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"Orthanc exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                server.call("GET", "/system")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"Orthanc did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def free_port() -> int:

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -19,7 +12,15 @@ from radiolens.dicomnet import echo, send_files
 from radiolens.receiver import DicomReceiver
 from radiolens.worklist import get_study, list_instances, open_worklist
 
-from .synthetic import free_port, make_dataset, needs_dcmtk, orthanc_binary, write_dicom
+from .synthetic import (
+    OrthancServer,
+    free_port,
+    make_dataset,
+    needs_dcmtk,
+    orthanc_binary,
+    run_orthanc,
+    write_dicom,
+)
 
 ORTHANC = orthanc_binary()
 
@@ -28,21 +29,6 @@ pytestmark = [
     needs_dcmtk,
     pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed: apt-get install orthanc"),
 ]
-
-
-@dataclass
-class OrthancServer:
-    http: str
-    dicom_port: int
-    log: Path
-
-    def call(self, method: str, path: str, body: bytes | dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if isinstance(body, dict) else body
-        request = urllib.request.Request(self.http + path, data=data, method=method)
-        if isinstance(body, bytes):
-            request.add_header("Content-Type", "application/dicom")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
 
 
 @pytest.fixture(scope="module")
@@ -64,52 +50,9 @@ def receiver(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterat
 def orthanc(
     tmp_path_factory: pytest.TempPathFactory, receiver: DicomReceiver
 ) -> Iterator[OrthancServer]:
-    assert ORTHANC is not None
-    root = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_port(), free_port()
-    config = {
-        "Name": "radiolens-test",
-        "StorageDirectory": str(root / "storage"),
-        "IndexDirectory": str(root / "storage"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": "ORTHANC",
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomModalities": {"radiolens": [receiver.ae_title, "127.0.0.1", receiver.port]},
-        "DicomCheckCalledAet": False,
-        "DicomAlwaysAllowStore": True,
-        "DicomCheckModalityHost": False,
-        "Plugins": [],
-        "SaveJobs": False,
-        "StableAge": 2,
-    }
-    (root / "config.json").write_text(json.dumps(config))
-    log = root / "orthanc.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(ORTHANC), str(root / "config.json")], stdout=out,
-                                stderr=subprocess.STDOUT)
-    server = OrthancServer(f"http://127.0.0.1:{http_port}", dicom_port, log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Orthanc exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                server.call("GET", "/system")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"Orthanc did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.1)
+    modalities = {"radiolens": [receiver.ae_title, "127.0.0.1", receiver.port]}
+    with run_orthanc(tmp_path_factory.mktemp("orthanc"), modalities) as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_orthanc_sends_to_radiolens(

@@ -11,18 +11,33 @@ LABEL_WORDS = {1: "POSITIVE", 0: "negative", -1: "uncertain"}
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "demo", help="label the example reports and show the evidence for every label",
-        description="Label the example reports shipped with radiolens and print, for each "
-                    "report, every finding it mentions with its label, the rule that decided "
-                    "it, and the sentence it came from.")
+        "demo", help="run the triage service on example studies (the main job)",
+        description="Start the triage service in a temporary data folder, send the example "
+                    "studies to its DICOM port as a PACS would, wait until they are scored, "
+                    "print the worklist, and keep serving (API and web UI) until Ctrl-C. "
+                    "With --labeller: label the example reports instead.")
     p.add_argument("--labeller", action="store_true",
-                   help="run the report-labeller demo")
+                   help="run the report-labeller demo instead")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="stop once the examples are scored (for scripts)")
+    p.add_argument("--data-dir", metavar="DIR", help="data folder (default: a temporary one)")
+    p.add_argument("--dicom-port", type=int, default=None, metavar="N",
+                   help="DICOM port (default 11112, or a free one if taken)")
+    p.add_argument("--http-port", type=int, default=None, metavar="N",
+                   help="HTTP port (default 8000, or a free one if taken)")
+    p.add_argument("--model", default="builtin:pneumonia-kermany", metavar="CKPT")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="give up waiting for the scores after S seconds")
     p.add_argument("--width", type=int, default=100, help="line width (default: 100)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_labeller_demo(args.width)
+    if args.labeller:
+        return run_labeller_demo(args.width)
+    from radiolens.cli.demo_triage import run_triage_demo
+
+    return run_triage_demo(args)
 
 
 def run_labeller_demo(width: int = 100) -> int:

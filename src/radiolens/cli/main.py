@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "predict": "predict",
     "model-card": "model_card",
     "import-weights": "import_weights",
+    "serve": "serve",
+    "send": "send",
     "demo": "demo",
 }
 

@@ -1,0 +1,56 @@
+"""``radiolens serve``: DICOM receiver + scoring worker + HTTP API, in one command."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve", help="run the triage service: receive DICOM, score, serve the worklist",
+        description="Receive studies from a PACS (DICOM C-STORE), score them with a model in "
+                    "a worker process, keep a prioritised worklist, and serve the API "
+                    "(/docs) and web UI. Settings also come from RADIOLENS_* environment "
+                    "variables (e.g. RADIOLENS_API_TOKEN). The AI assists radiologists; it "
+                    "never replaces them.")
+    p.add_argument("--data-dir", metavar="DIR", help="data folder (default ./radiolens-data)")
+    p.add_argument("--db", metavar="URL", help="database URL (default: SQLite in the data "
+                   "folder; postgresql://... for PostgreSQL)")
+    p.add_argument("--ae-title", metavar="AE", help="our AE title (default RADIOLENS)")
+    p.add_argument("--dicom-port", type=int, metavar="N", help="default 11112")
+    p.add_argument("--http-port", type=int, metavar="N", help="default 8000")
+    p.add_argument("--host", metavar="ADDR", help="listen address (default 127.0.0.1; "
+                   "0.0.0.0 for every interface)")
+    p.add_argument("--model", metavar="CKPT", help="run directory or builtin:NAME (default "
+                   "builtin:pneumonia-kermany)")
+    p.add_argument("--policy", metavar="YAML", help="thresholds/urgency overrides")
+    p.add_argument("--forward-to", metavar="AE@HOST:PORT", help="send the SR back to a PACS")
+    p.add_argument("--send-heatmaps", action="store_true", default=None,
+                   help="also send heatmap Secondary Captures")
+    p.add_argument("--hl7-to", metavar="HOST:PORT", help="send ORU^R01 over MLLP")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from radiolens import DISCLAIMER
+    from radiolens.runtime import TriageService, load_settings
+
+    settings = load_settings({
+        "data_dir": args.data_dir, "db": args.db, "ae_title": args.ae_title,
+        "dicom_port": args.dicom_port, "http_port": args.http_port, "host": args.host,
+        "model": args.model, "policy": args.policy, "forward_to": args.forward_to,
+        "hl7_to": args.hl7_to, "send_heatmaps": args.send_heatmaps})
+    service = TriageService(settings, verbose=args.verbose, quiet=args.quiet)
+    service.start()
+    try:
+        print(f"radiolens triage service: DICOM {settings.ae_title}@{settings.host}:"
+              f"{service.receiver.port}; web UI and API {service.url}/ (docs at /docs)")
+        if service.token_created:
+            print(f"new API token (saved in {settings.data_dir / 'api_token'}): "
+                  f"{service.token}")
+        print(DISCLAIMER)
+        service.serve_forever()
+    finally:
+        service.stop()
+    return 0

@@ -1,0 +1,69 @@
+"""Service settings: flags over ``RADIOLENS_*`` environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from radiolens.errors import ConfigError
+
+__all__ = ["ServiceSettings", "load_settings", "read_or_create_token"]
+
+ENV_PREFIX = "RADIOLENS_"
+
+
+class ServiceSettings(BaseModel):
+    """Everything ``radiolens serve`` needs; each field also reads ``RADIOLENS_<NAME>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Field(Path("radiolens-data"), description="DICOM files, results, DB")
+    db: str | None = Field(None, description="database URL (default: SQLite in data_dir)")
+    ae_title: str = Field("RADIOLENS", max_length=16)
+    dicom_port: int = Field(11112, ge=1, le=65535)
+    http_port: int = Field(8000, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    model: str = "builtin:pneumonia-kermany"
+    policy: str | None = Field(None, description="YAML overriding thresholds and urgency")
+    forward_to: str | None = Field(None, description="AE@host:port for the SR")
+    hl7_to: str | None = Field(None, description="host:port of an HL7 MLLP listener")
+    send_heatmaps: bool = False
+    api_token: str | None = None
+    heatmaps: bool = True
+
+
+def load_settings(overrides: dict[str, Any]) -> ServiceSettings:
+    """Defaults, then ``RADIOLENS_*`` environment variables, then ``overrides`` (flags)."""
+    values: dict[str, Any] = {}
+    for name in ServiceSettings.model_fields:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env is not None and env != "":
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServiceSettings(**values)
+    except ValidationError as exc:
+        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid service settings: " + "; ".join(parts)) from None
+
+
+def read_or_create_token(settings: ServiceSettings) -> tuple[str, bool]:
+    """The API token: the setting, else ``data_dir/api_token`` (created on first start,
+    readable by the owner only). Returns ``(token, created)``."""
+    if settings.api_token:
+        return settings.api_token, False
+    path = settings.data_dir / "api_token"
+    if path.is_file():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token, False
+    token = secrets.token_urlsafe(24)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    return token, True

@@ -1,0 +1,27 @@
+"""Fixtures shared across test packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random small-vgg pneumonia model (64 px) with a threshold that flags some cases."""
+    import torch
+
+    from radiolens.models import ModelInfo, Preprocessing, build_model, save_run
+
+    torch.manual_seed(0)
+    model = build_model("small-vgg", 1)
+    info = ModelInfo(architecture="small-vgg", task="binary", labels=["pneumonia"],
+                     preprocessing=Preprocessing(image_size=64, mean=0.5, std=0.25),
+                     thresholds={"pneumonia": 0.0}, urgency={"pneumonia": 2},
+                     threshold_method="fixed:0.0 (test model flags everything)")
+    out = tmp_path_factory.mktemp("tiny-model")
+    save_run(out, model, info)
+    return out
+
+
