@@ -57,6 +57,23 @@ def _finding_code(name: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(local_code(name), LOCAL_SCHEME, human_name(name).capitalize())
 
 
+#: Type 2 attributes of the patient and study modules that highdicom copies from the first
+#: source image; many real images leave some out, so an empty value is filled in.
+_TYPE2 = ("PatientName", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
+          "StudyTime", "AccessionNumber", "ReferringPhysicianName")
+
+
+def _with_type2(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """A shallow copy of ``ds`` with every missing Type 2 patient/study attribute empty."""
+    missing = [kw for kw in _TYPE2 if kw not in ds]
+    if not missing:
+        return ds
+    filled = ds.copy()
+    for keyword in missing:
+        setattr(filled, keyword, "")
+    return filled
+
+
 def _check_sources(result: StudyResult, sources: Sequence[pydicom.Dataset]) -> None:
     if not sources:
         raise DraftError("make_sr needs at least one source image to reference")
@@ -135,7 +152,7 @@ def make_sr(result: StudyResult, source_images: Sequence[pydicom.Dataset],
             root.ContentSequence.append(hd.sr.TextContentItem(
                 name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
         sr = hd.sr.ComprehensiveSR(
-            evidence=list(source_images), content=root,
+            evidence=[_with_type2(ds) for ds in source_images], content=root,
             series_instance_uid=generate_uid(), series_number=series_number,
             sop_instance_uid=generate_uid(), instance_number=1,
             manufacturer=_MANUFACTURER, manufacturer_model_name=result.model_name[:64],

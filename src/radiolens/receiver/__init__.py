@@ -23,6 +23,8 @@ from radiolens.receiver.scp import (
     STATUS_PROCESSING_FAILED,
     STATUS_SUCCESS,
     DicomReceiver,
+    InstanceRefused,
+    ingest_dataset,
     instance_meta,
 )
 
@@ -39,5 +41,7 @@ __all__ = [
     "STATUS_PROCESSING_FAILED",
     "STATUS_SUCCESS",
     "DicomReceiver",
+    "InstanceRefused",
+    "ingest_dataset",
     "instance_meta",
 ]

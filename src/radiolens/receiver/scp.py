@@ -16,17 +16,19 @@ import re
 import threading
 import uuid
 from collections.abc import Sequence
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from pydicom import Dataset
-from pydicom.uid import UID
+from pydicom import Dataset, dcmwrite
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 
-from radiolens.errors import WorklistError
+from radiolens.errors import RadiolensError, WorklistError
 from radiolens.worklist import default_db_path, open_worklist, record_instance
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "STATUS_PROCESSING_FAILED",
     "STATUS_SUCCESS",
     "DicomReceiver",
+    "InstanceRefused",
+    "ingest_dataset",
     "instance_meta",
 ]
 
@@ -75,8 +79,13 @@ STATUS_PROCESSING_FAILED = 0xC211
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
-class _Refused(Exception):
-    """An instance the receiver refuses, with the DICOM status to answer."""
+class InstanceRefused(RadiolensError, ValueError):
+    """A DICOM instance radiolens refuses to store, with the DICOM status to answer.
+
+    Attributes:
+        status: the C-STORE failure status (e.g. :data:`STATUS_CANNOT_UNDERSTAND`).
+        reason: what is wrong with the instance, for the sender or the uploader.
+    """
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -110,43 +119,43 @@ def instance_meta(ds: Dataset) -> dict[str, Any]:
 def _check_uid(ds: Dataset, keyword: str) -> str:
     value = str(ds.get(keyword, "")).strip()
     if not value:
-        raise _Refused(STATUS_MISMATCH, f"no {keyword}")
+        raise InstanceRefused(STATUS_MISMATCH, f"no {keyword}")
     if len(value) > 64 or not _UID.match(value):
-        raise _Refused(STATUS_MISMATCH, f"invalid {keyword} {value[:70]!r}")
+        raise InstanceRefused(STATUS_MISMATCH, f"invalid {keyword} {value[:70]!r}")
     return value
 
 
 def _validate(ds: Dataset, accepted: frozenset[str], transfer_syntax: str) -> None:
-    """Raise :class:`_Refused` unless ``ds`` is a single-frame greyscale image we accept."""
+    """Raise :class:`InstanceRefused` unless ``ds`` is a single-frame greyscale image we accept."""
     sop_class = str(ds.get("SOPClassUID", "")).strip()
     if sop_class not in accepted:
-        raise _Refused(STATUS_MISMATCH, f"SOP class {sop_class or '(none)'} not accepted")
+        raise InstanceRefused(STATUS_MISMATCH, f"SOP class {sop_class or '(none)'} not accepted")
     _check_uid(ds, "StudyInstanceUID")
     _check_uid(ds, "SOPInstanceUID")
     if "PixelData" not in ds:
-        raise _Refused(STATUS_MISMATCH, "no pixel data")
+        raise InstanceRefused(STATUS_MISMATCH, "no pixel data")
     frames = ds.get("NumberOfFrames", 1)
     try:
         frames = int(frames or 1)
     except (TypeError, ValueError):
-        raise _Refused(STATUS_MISMATCH, f"invalid NumberOfFrames {frames!r}") from None
+        raise InstanceRefused(STATUS_MISMATCH, f"invalid NumberOfFrames {frames!r}") from None
     if frames != 1:
-        raise _Refused(STATUS_CANNOT_UNDERSTAND, f"multi-frame image ({frames} frames)")
+        raise InstanceRefused(STATUS_CANNOT_UNDERSTAND, f"multi-frame image ({frames} frames)")
     samples = ds.get("SamplesPerPixel", 1)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise _Refused(
+        raise InstanceRefused(
             STATUS_CANNOT_UNDERSTAND,
             f"not greyscale ({photometric or 'no photometric'}, {samples} samples/pixel)",
         )
     rows, columns, bits = ds.get("Rows"), ds.get("Columns"), ds.get("BitsAllocated")
     if not rows or not columns or not bits:
-        raise _Refused(STATUS_MISMATCH, "no Rows, Columns or BitsAllocated")
+        raise InstanceRefused(STATUS_MISMATCH, "no Rows, Columns or BitsAllocated")
     if not UID(transfer_syntax).is_compressed:
         expected = (int(rows) * int(columns) * int(bits) + 7) // 8
         found = len(ds.PixelData)
         if found < expected:
-            raise _Refused(
+            raise InstanceRefused(
                 STATUS_MISMATCH, f"pixel data truncated ({found} of {expected} bytes)"
             )
 
@@ -174,6 +183,95 @@ def _write_atomic(dest: Path, data: bytes) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    """The dataset's transfer syntax: its file meta, else how pydicom decoded it."""
+    meta = getattr(ds, "file_meta", None)
+    found = str(meta.get("TransferSyntaxUID", "")).strip() if meta is not None else ""
+    if found:
+        return found
+    return ImplicitVRLittleEndian if ds.original_encoding[0] else ExplicitVRLittleEndian
+
+
+def _encode(ds: Dataset, transfer_syntax: str) -> bytes:
+    """Encode ``ds`` as a DICOM file (preamble and file meta), keeping its transfer syntax."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        new_meta = FileMetaDataset(meta) if meta is not None else FileMetaDataset()
+        new_meta.TransferSyntaxUID = UID(transfer_syntax)
+        ds.file_meta = new_meta
+    buffer = BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def ingest_dataset(
+    data_dir: Path,
+    engine: Engine,
+    ds: Dataset,
+    encoded: bytes | None = None,
+    accepted_sop_classes: Sequence[str] = DEFAULT_SOP_CLASSES,
+) -> tuple[str, bool]:
+    """Validate one instance, store it atomically and record it in the worklist.
+
+    The checks are the receiver's: an accepted single-frame SOP class, valid Study and
+    SOP Instance UIDs, greyscale pixel data of the declared size. The file goes to
+    ``data_dir/dicom/<StudyInstanceUID>/<SOPInstanceUID>.dcm`` (kept if already there).
+
+    Args:
+        data_dir: the service's data directory.
+        engine: the worklist engine.
+        ds: the decoded dataset; its file meta (if any) gives the transfer syntax.
+        encoded: the instance as a DICOM file (with file meta); None to encode ``ds``.
+        accepted_sop_classes: the SOP classes accepted.
+
+    Returns:
+        ``(study_instance_uid, created)``: the study the instance is recorded in, and
+        False when the instance was already stored (a duplicate).
+
+    Raises:
+        InstanceRefused: the instance is invalid or one radiolens cannot score.
+        OSError: the file cannot be written.
+        WorklistError: the worklist cannot be written.
+
+    Example:
+        >>> ingest_dataset(Path("data"), engine, pydicom.dcmread("cxr.dcm"))  # doctest: +SKIP
+        ('1.2.826.0.1.3680043.8.498.1', True)
+    """
+    try:
+        transfer_syntax = _transfer_syntax(ds)
+        _validate(ds, frozenset(accepted_sop_classes), transfer_syntax)
+    except InstanceRefused:
+        raise
+    except Exception as exc:  # a lazily decoded element that cannot be parsed
+        raise InstanceRefused(STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}") from exc
+    study_uid = str(ds.StudyInstanceUID).strip()
+    sop_uid = str(ds.SOPInstanceUID).strip()
+    relative = Path("dicom") / study_uid / f"{sop_uid}.dcm"
+    dest = Path(data_dir) / relative
+    wrote = False
+    if dest.exists():
+        size = dest.stat().st_size
+    else:
+        if encoded is None:
+            try:
+                encoded = _encode(ds, transfer_syntax)
+            except Exception as exc:
+                raise InstanceRefused(
+                    STATUS_DECODE_FAILED, f"cannot encode dataset: {exc}"
+                ) from exc
+        _write_atomic(dest, encoded)
+        size, wrote = len(encoded), True
+    try:
+        study, created = record_instance(engine, meta=instance_meta(ds), path=relative, size=size)
+    except BaseException:
+        if wrote:  # leave no file the worklist does not know; the sender retries
+            dest.unlink(missing_ok=True)
+        raise
+    if wrote and not created and study.study_instance_uid != study_uid:
+        dest.unlink(missing_ok=True)  # already stored under another study: keep one copy
+    return study.study_instance_uid, created
 
 
 def _failure(status: int, comment: str) -> Dataset:
@@ -385,10 +483,16 @@ class DicomReceiver:
                 ds.file_meta = event.file_meta
                 sop_uid = str(ds.get("SOPInstanceUID", sop_uid))
             except Exception as exc:
-                raise _Refused(STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}") from exc
-            _validate(ds, frozenset(self.accepted_sop_classes), event.context.transfer_syntax)
-            created = self._store(event, ds)
-        except _Refused as exc:
+                raise InstanceRefused(
+                    STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}"
+                ) from exc
+            assert self.engine_ is not None
+            _, created = ingest_dataset(
+                self.data_dir, self.engine_, ds,
+                encoded=event.encoded_dataset(include_meta=True),
+                accepted_sop_classes=self.accepted_sop_classes,
+            )
+        except InstanceRefused as exc:
             self._count("failed")
             logger.warning(
                 "refused instance %s from %s: %s (status 0x%04X)",
@@ -409,29 +513,3 @@ class DicomReceiver:
             "stored" if created else "duplicate of stored", sop_uid, peer,
         )
         return STATUS_SUCCESS
-
-    def _store(self, event: Event, ds: Dataset) -> bool:
-        """Write the file (unless already there) and record it; True if new."""
-        assert self.engine_ is not None
-        study_uid = str(ds.StudyInstanceUID).strip()
-        sop_uid = str(ds.SOPInstanceUID).strip()
-        relative = Path("dicom") / study_uid / f"{sop_uid}.dcm"
-        dest = self.data_dir / relative
-        wrote = False
-        if dest.exists():
-            size = dest.stat().st_size
-        else:
-            data = event.encoded_dataset(include_meta=True)
-            _write_atomic(dest, data)
-            size, wrote = len(data), True
-        try:
-            study, created = record_instance(
-                self.engine_, meta=instance_meta(ds), path=relative, size=size
-            )
-        except BaseException:
-            if wrote:  # leave no file the worklist does not know; the sender retries
-                dest.unlink(missing_ok=True)
-            raise
-        if wrote and not created and study.study_instance_uid != study_uid:
-            dest.unlink(missing_ok=True)  # already stored under another study: keep one copy
-        return created

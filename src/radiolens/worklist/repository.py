@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from radiolens.errors import WorklistError
 from radiolens.worklist.models import (
     DELIVERY_KINDS,
+    DELIVERY_STATUSES,
     REVIEW_ACTIONS,
     STUDY_STATUSES,
     Delivery,
@@ -58,6 +59,7 @@ __all__ = [
     "fail_job",
     "get_job",
     "get_study",
+    "list_deliveries",
     "list_instances",
     "list_results",
     "list_reviews",
@@ -688,6 +690,36 @@ def due_deliveries(
                 .limit(limit)
             )
         )
+
+
+def list_deliveries(
+    bind: Bind,
+    status: str | None = None,
+    uid: str | None = None,
+    *,
+    limit: int = 500,
+) -> list[Delivery]:
+    """List deliveries, newest first (read-only).
+
+    Args:
+        bind: engine or session.
+        status: only this status (see :data:`DELIVERY_STATUSES`); None for all.
+        uid: only this study's (Study Instance UID); None for every study.
+        limit: at most this many.
+
+    Raises:
+        ValueError: unknown status.
+        WorklistError: ``uid`` names no study.
+    """
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise ValueError(f"unknown delivery status {status!r}; use one of {DELIVERY_STATUSES}")
+    stmt = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(Delivery.status == status)
+    with _transaction(bind) as session:
+        if uid is not None:
+            stmt = stmt.where(Delivery.study_fk == _study_by_uid(session, uid).id)
+        return list(session.scalars(stmt))
 
 
 def mark_delivery(

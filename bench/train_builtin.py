@@ -1,15 +1,16 @@
-"""Train DenseNet-121 on the public Kermany training split, then time inference.
+"""Train the shipped models on ../shared/data, then time inference (eager vs ONNX Runtime).
 
-Reproduces the pneumonia figures in bench/RESULTS.md (and the shipped model
-``builtin:pneumonia-kermany`` with ``--ship``)::
+    .venv/bin/python bench/train_builtin.py pneumonia-kermany --ship
+    .venv/bin/python bench/train_builtin.py abnormal-adult --ship
 
-    .venv/bin/python bench/train_kermany.py --epochs 7 --image-size 128
-
-Data: the ``kermany_pneumonia`` rows of ../shared/data/labels.csv (their patient-level
-``split`` column gives train/val). The public data hold no Kermany test images, so the
-validation figures below chose the model and its threshold: they are optimistic.
-Inference speed is measured side by side in one run: PyTorch eager vs ONNX Runtime, on CPU,
-same threads, same images.
+``pneumonia-kermany``: DenseNet-121 on the ``kermany_pneumonia`` rows of labels.csv (the
+issue's Kermany benchmark). ``abnormal-adult``: DenseNet-121, normal vs abnormal, on the
+adult subsets (NIH 64 px, ieee8023, Figure1, Actualmed). The table's patient-level
+``split`` column gives train/val. The public data hold no test images, so the validation
+figures chose the model and its threshold: they are optimistic. Inference speed is measured
+side by side in one run: PyTorch eager vs ONNX Runtime, on CPU, same threads, same images.
+With ``--ship`` the best model is written in fp16, with its card text, to
+``src/radiolens/models/builtin/NAME``.
 """
 
 from __future__ import annotations
@@ -50,22 +51,36 @@ def time_inference(run_dir: Path, files: list[str], threads: int, batch: int) ->
     return out
 
 
+PRESETS: dict[str, dict[str, object]] = {
+    "pneumonia-kermany": {"where": {"source": "kermany_pneumonia"}, "labels": "pneumonia",
+                          "epochs": 8, "threshold_method": "sensitivity:0.95"},
+    "abnormal-adult": {"where": {"source": "nih_chestxray14_64px,covid_chestxray_ieee8023,"
+                                           "figure1_covid,actualmed_covid"},
+                       "labels": "abnormal", "epochs": 12,
+                       "threshold_method": "sensitivity:0.9"},
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("preset", choices=sorted(PRESETS))
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--model", default="densenet121")
-    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--threshold-method", default="sensitivity:0.95")
+    ap.add_argument("--threshold-method", default=None, help="default: the preset's")
     ap.add_argument("--limit", type=int, default=None, help="smoke runs only")
-    ap.add_argument("-o", "--output", default=str(ROOT / "runs" / "pneumonia-kermany"))
+    ap.add_argument("-o", "--output", default=None, help="default: runs/PRESET")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ship", action="store_true",
-                    help="copy the result (fp16) to src/radiolens/models/builtin/"
-                         "pneumonia-kermany")
+                    help="write the result (fp16) and its card to "
+                         "src/radiolens/models/builtin/PRESET")
     args = ap.parse_args()
+    preset = PRESETS[args.preset]
+    epochs = int(args.epochs or preset["epochs"])  # type: ignore[call-overload]
+    threshold_method = str(args.threshold_method or preset["threshold_method"])
     if not Path(args.data).is_file():
         print(f"no data at {args.data}; see ../shared/data/README.md", file=sys.stderr)
         return 2
@@ -77,23 +92,23 @@ def main() -> int:
 
     setup_logging(0, False)
     torch.set_num_threads(args.threads)
-    out = Path(args.output)
+    out = Path(args.output or ROOT / "runs" / args.preset)
     if out.exists():
         shutil.rmtree(out)
-    config = TrainConfig(data=args.data, output=str(out), where={"source": "kermany_pneumonia"},
-                         labels="pneumonia", model=args.model, image_size=args.image_size,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         warmup_epochs=0.5, patience=args.epochs,
-                         threshold_method=args.threshold_method, limit=args.limit,
-                         device="cpu")
+    config = TrainConfig(data=args.data, output=str(out), where=preset["where"],
+                         labels=str(preset["labels"]), model=args.model,
+                         image_size=args.image_size, epochs=epochs,
+                         batch_size=args.batch_size, lr=args.lr, warmup_epochs=0.5,
+                         patience=epochs, threshold_method=threshold_method,
+                         limit=args.limit, device="cpu")
     result = train(config, progress=sys.stderr.isatty())
-    rec = result.validation["labels"]["pneumonia"]
+    rec = result.validation["labels"][str(preset["labels"])]
     val_files = [line.split(",")[0] for line in
                  (out / "val_predictions.csv").read_text().splitlines()[1:]]
     root = Path(args.data).parent
     speed = time_inference(out, [str(root / f) for f in val_files], args.threads, 16)
     summary = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([".venv/bin/python", *sys.argv]),
         "model": args.model, "image_size": args.image_size, "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch, "wall_seconds": round(result.seconds, 1),
         "train_images_per_s": round(result.train_images_per_s, 2),
@@ -107,13 +122,16 @@ def main() -> int:
     text = json.dumps(summary, indent=2)
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"kermany_{args.model}_{args.image_size}.json").write_text(text + "\n")
+    (HERE / "results" / f"{args.preset}.json").write_text(text + "\n")
     if args.ship:
         from radiolens.models import load_run, read_model_info, save_run
 
-        dest = ROOT / "src" / "radiolens" / "models" / "builtin" / "pneumonia-kermany"
+        dest = ROOT / "src" / "radiolens" / "models" / "builtin" / args.preset
         model, _ = load_run(out)
         save_run(dest, model, read_model_info(out), half=True)
+        card = HERE / "cards" / f"{args.preset}.yaml"
+        text = card.read_text(encoding="utf-8").replace("{command}", summary["command"])
+        (dest / "card.yaml").write_text(text, encoding="utf-8")
         print(f"shipped to {dest}")
     return 0
 

@@ -1,0 +1,146 @@
+"""A data directory and SQLite worklist filled through the repository, and an API client.
+
+The world holds three studies: ``urgent`` (scored, Pneumothorax flagged, priority 90,
+with a heatmap, draft, SR and FHIR bundle on disk), ``routine`` (scored, nothing
+flagged, priority 10) and ``waiting`` (queued, not scored).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydicom import Dataset
+from sqlalchemy import Engine
+
+from radiolens.drafts import FindingScore, StudyResult, draft_report
+from radiolens.imaging import to_secondary_capture
+from radiolens.receiver.scp import ingest_dataset
+from radiolens.serve import create_app
+from radiolens.worklist import claim_job, complete_job, get_study, open_worklist
+
+TOKEN = "test-token-0123456789"
+THRESHOLDS = {"Pneumothorax": 0.5, "Effusion": 0.5, "Pneumonia": 0.5}
+
+
+def grey_dataset(patient_id: str, seed: int, study_uid: str | None = None) -> Dataset:
+    """A small greyscale Secondary Capture radiograph for one patient."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+    return to_secondary_capture(pixels, patient_id=patient_id, patient_name="Test^Patient",
+                                study_instance_uid=study_uid, accession_number=f"ACC{seed}")
+
+
+def png_bytes(seed: int = 0, size: int = 24, mode: str = "L") -> bytes:
+    """A tiny PNG image."""
+    rng = np.random.default_rng(seed)
+    shape = (size, size, 3) if mode == "RGB" else (size, size)
+    img = Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode=mode)
+    buffer = BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode(ds: Dataset) -> bytes:
+    """The dataset as a DICOM file."""
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@dataclass
+class World:
+    """The data directory, worklist and the UIDs of the studies put in it."""
+
+    data_dir: Path
+    engine: Engine
+    uids: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, Dataset] = field(default_factory=dict)
+
+    def add_study(self, name: str, patient_id: str, seed: int) -> str:
+        """Store one instance through ingest_dataset; the study is queued."""
+        ds = grey_dataset(patient_id, seed)
+        uid, created = ingest_dataset(self.data_dir, self.engine, ds)
+        assert created
+        self.uids[name] = uid
+        self.sources[name] = ds
+        return uid
+
+    def score(
+        self,
+        name: str,
+        findings: dict[str, float],
+        priority: int,
+        *,
+        files: bool = True,
+        heatmap_paths: dict[str, str] | None = None,
+        sr_path: str | None = None,
+    ) -> None:
+        """Claim the study's job and complete it with a fake result (and its files)."""
+        uid = self.uids[name]
+        job = claim_job(self.engine, owner="test-worker")
+        study = get_study(self.engine, uid)
+        assert job is not None and study is not None
+        assert job.study_fk == study.id, "another study's job came first: raise its priority"
+        flags = [k for k, v in findings.items() if v >= THRESHOLDS[k]]
+        rel = Path("results") / uid
+        out = self.data_dir / rel
+        draft_text = None
+        if files:
+            out.mkdir(parents=True, exist_ok=True)
+            result = StudyResult(
+                study_instance_uid=uid, patient_id=str(self.sources[name].PatientID),
+                model_name="test-model", model_version="0.0.1",
+                findings=tuple(FindingScore(k, v, THRESHOLDS[k], k in flags)
+                               for k, v in findings.items()),
+                priority=priority, scored_at=dt.datetime.now(dt.UTC),
+            )
+            draft = draft_report(result)
+            draft_text = draft.full_text
+            (out / "draft.txt").write_text(draft_text, encoding="utf-8")
+            from radiolens.drafts import make_fhir_bundle, make_sr
+
+            (out / "fhir.json").write_text(json.dumps(make_fhir_bundle(result, draft)))
+            make_sr(result, [self.sources[name]], draft).save_as(
+                out / "sr.dcm", enforce_file_format=True)
+            heatmap_paths = {}
+            for i, finding in enumerate(findings):
+                png = out / f"heatmap_{finding.lower()}.png"
+                png.write_bytes(png_bytes(seed=i, mode="RGB"))
+                heatmap_paths[finding] = str(rel / png.name)
+            sr_path = str(rel / "sr.dcm")
+        complete_job(
+            self.engine, job.id, "test-worker", model="test-model", model_version="0.0.1",
+            findings=findings, flags=flags, thresholds=THRESHOLDS, priority=priority,
+            heatmap_paths=heatmap_paths or {}, draft_text=draft_text, sr_path=sr_path,
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    data_dir = tmp_path / "data"
+    engine = open_worklist(data_dir / "worklist.db")
+    w = World(data_dir, engine)
+    w.add_study("routine", "P-ROUTINE", 1)
+    w.score("routine", {"Pneumothorax": 0.1, "Effusion": 0.2, "Pneumonia": 0.3}, 10)
+    w.add_study("urgent", "P-URGENT", 2)
+    w.score("urgent", {"Pneumothorax": 0.93, "Effusion": 0.4, "Pneumonia": 0.2}, 90)
+    w.add_study("waiting", "P-WAITING", 3)
+    yield w
+    engine.dispose()
+
+
+@pytest.fixture
+def client(world: World) -> Iterator[TestClient]:
+    app = create_app(world.data_dir, world.engine, TOKEN, model_name="test-model",
+                     dicom_port=11112)
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        yield c

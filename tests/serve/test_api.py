@@ -1,0 +1,315 @@
+"""The triage API over a worklist filled through the repository functions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from io import BytesIO
+
+import numpy as np
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+
+from radiolens import DISCLAIMER
+from radiolens.errors import ConfigError
+from radiolens.receiver.scp import STATUS_CANNOT_UNDERSTAND, InstanceRefused, ingest_dataset
+from radiolens.serve import create_app
+from radiolens.worklist import (
+    get_study,
+    list_reviews,
+    mark_delivery,
+    queue_delivery,
+    set_priority,
+)
+
+from .conftest import TOKEN, World, encode, grey_dataset, png_bytes
+
+
+def test_health_needs_no_token(world: World) -> None:
+    with TestClient(create_app(world.data_dir, world.engine, TOKEN)) as anonymous:
+        r = anonymous.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["disclaimer"] == DISCLAIMER
+    assert body["counts"]["scored"] == 2
+    assert body["counts"]["queued"] == 1
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic " + TOKEN, TOKEN, "Bearer "])
+def test_api_refuses_missing_or_wrong_token(world: World, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    with TestClient(create_app(world.data_dir, world.engine, TOKEN)) as anonymous:
+        for path in ("/api/studies", f"/api/studies/{world.uids['urgent']}/draft",
+                     "/api/deliveries"):
+            r = anonymous.get(path, headers=headers)
+            assert r.status_code == 401, path
+            assert r.headers["www-authenticate"].startswith("Bearer")
+            assert "token" in r.json()["detail"]
+        r = anonymous.post("/api/upload", headers=headers,
+                           files={"files": ("a.png", png_bytes(), "image/png")})
+        assert r.status_code == 401
+
+
+def test_empty_token_is_a_config_error(world: World) -> None:
+    with pytest.raises(ConfigError):
+        create_app(world.data_dir, world.engine, "  ")
+
+
+def test_worklist_is_sorted_by_priority(client: TestClient, world: World) -> None:
+    studies = client.get("/api/studies").json()
+    assert [s["study_instance_uid"] for s in studies] == [
+        world.uids["urgent"], world.uids["routine"], world.uids["waiting"]]
+    urgent = studies[0]
+    assert urgent["priority"] == 90
+    assert urgent["priority_set_by"] == "model"
+    assert urgent["flags"] == ["Pneumothorax"]
+    assert urgent["findings"]["Pneumothorax"] == pytest.approx(0.93)
+    assert urgent["patient_id"] == "P-URGENT"
+    assert urgent["model_name"] == "test-model"
+    assert urgent["scored_at"].endswith("Z") or "+00:00" in urgent["scored_at"]
+    assert urgent["links"]["draft"] == f"/api/studies/{world.uids['urgent']}/draft"
+    waiting = studies[2]
+    assert waiting["status"] == "queued"
+    assert waiting["links"]["draft"] is None
+
+    queued = client.get("/api/studies", params={"status": "queued"}).json()
+    assert [s["study_instance_uid"] for s in queued] == [world.uids["waiting"]]
+    assert len(client.get("/api/studies", params={"limit": 1, "offset": 1}).json()) == 1
+    assert client.get("/api/studies", params={"status": "bogus"}).status_code == 400
+    assert client.get("/api/studies", params={"limit": 0}).status_code == 422
+
+
+def test_study_detail(client: TestClient, world: World) -> None:
+    uid = world.uids["urgent"]
+    delivery = queue_delivery(world.engine, uid, "dicom-sr", "PACS@10.0.0.5:104",
+                              payload_path=f"results/{uid}/sr.dcm")
+    for _ in range(5):
+        mark_delivery(world.engine, delivery.id, ok=False, error="association rejected")
+    body = client.get(f"/api/studies/{uid}").json()
+    assert body["study_instance_uid"] == uid
+    assert len(body["instances"]) == 1
+    assert body["instances"][0]["sop_instance_uid"] == world.sources["urgent"].SOPInstanceUID
+    assert len(body["results"]) == 1
+    assert set(body["results"][0]["heatmaps"]) == {"Pneumothorax", "Effusion", "Pneumonia"}
+    assert body["reviews"] == []
+    [d] = body["deliveries"]
+    assert (d["status"], d["attempts"], d["last_error"]) == ("failed", 5, "association rejected")
+
+    failed = client.get("/api/deliveries", params={"status": "failed"}).json()
+    assert [x["study_instance_uid"] for x in failed] == [uid]
+    assert client.get("/api/deliveries", params={"status": "sent"}).json() == []
+    assert client.get("/api/deliveries", params={"status": "nope"}).status_code == 400
+
+
+def test_outputs_and_content_types(client: TestClient, world: World) -> None:
+    uid = world.uids["urgent"]
+    draft = client.get(f"/api/studies/{uid}/draft")
+    assert draft.status_code == 200
+    body = draft.json()
+    assert body["status"] == "preliminary"
+    assert body["disclaimer"] == DISCLAIMER
+    assert "pneumothorax" in body["text"].lower()
+
+    fhir = client.get(f"/api/studies/{uid}/fhir")
+    assert fhir.headers["content-type"].startswith("application/fhir+json")
+    assert fhir.json()["resourceType"] == "Bundle"
+
+    sr = client.get(f"/api/studies/{uid}/sr")
+    assert sr.headers["content-type"] == "application/dicom"
+    assert sr.headers["content-disposition"].startswith("attachment")
+    assert pydicom.dcmread(BytesIO(sr.content)).Modality == "SR"
+
+    heatmap = client.get(f"/api/studies/{uid}/heatmap.png")
+    assert heatmap.headers["content-type"] == "image/png"
+    expected = (world.data_dir / f"results/{uid}/heatmap_pneumothorax.png").read_bytes()
+    assert heatmap.content == expected  # the flagged finding by default
+    other = client.get(f"/api/studies/{uid}/heatmap.png", params={"finding": "Effusion"})
+    assert other.content == (world.data_dir / f"results/{uid}/heatmap_effusion.png").read_bytes()
+    # the routine study flags nothing: its first heatmap is the default
+    routine = client.get(f"/api/studies/{world.uids['routine']}/heatmap.png")
+    assert routine.status_code == 200
+
+
+def test_not_found(client: TestClient, world: World) -> None:
+    for path in ("/api/studies/1.2.3.4", "/api/studies/1.2.3.4/draft",
+                 "/api/studies/1.2.3.4/sr", "/api/studies/1.2.3.4/heatmap.png"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert "GET /api/studies" in r.json()["detail"]
+    waiting = world.uids["waiting"]
+    for what in ("draft", "fhir", "sr", "heatmap.png"):
+        r = client.get(f"/api/studies/{waiting}/{what}")
+        assert r.status_code == 404
+        assert "not scored yet" in r.json()["detail"]
+    r = client.get(f"/api/studies/{world.uids['urgent']}/heatmap.png",
+                   params={"finding": "Cardiomegaly"})
+    assert r.status_code == 404
+    assert "Pneumothorax" in r.json()["detail"]  # lists what is available
+
+
+def test_path_traversal_is_refused(client: TestClient, world: World) -> None:
+    secret = world.data_dir.parent / "secret.txt"
+    secret.write_text("do not serve")
+    uid = world.add_study("evil", "P-EVIL", 9)
+    set_priority(world.engine, uid, 50, by="model")  # claimed before the waiting study
+    world.score("evil", {"Pneumothorax": 0.9, "Effusion": 0.1, "Pneumonia": 0.1}, 50,
+                files=False, heatmap_paths={"Pneumothorax": "../secret.txt",
+                                            "Effusion": str(secret)},
+                sr_path="results/../../secret.txt")
+    for path, params in ((f"/api/studies/{uid}/heatmap.png", {}),
+                         (f"/api/studies/{uid}/heatmap.png", {"finding": "Effusion"}),
+                         (f"/api/studies/{uid}/sr", {})):
+        r = client.get(path, params=params)
+        assert r.status_code == 404
+        assert "outside the data directory" in r.json()["detail"]
+        assert b"do not serve" not in r.content
+    for path in ("/api/studies/..%2F..%2Fsecret.txt/fhir", "/api/studies/../../secret.txt",
+                 f"/api/studies/{uid}/heatmap.png?finding=..%2F..%2Fsecret.txt"):
+        r = client.get(path)
+        assert r.status_code in (404, 405), path
+        assert b"do not serve" not in r.content
+
+
+def test_person_priority_is_not_lowered_by_a_later_result(
+    client: TestClient, world: World
+) -> None:
+    uid = world.uids["routine"]
+    r = client.post(f"/api/studies/{uid}/priority", json={"priority": 80, "reviewer": "dr-a"})
+    assert r.status_code == 200
+    assert (r.json()["priority"], r.json()["priority_set_by"]) == (80, "person")
+    assert [s["study_instance_uid"] for s in client.get("/api/studies").json()][:2] == [
+        world.uids["urgent"], uid]
+    # a new image re-queues the study; the model scores it low again
+    ingest_dataset(world.data_dir, world.engine, grey_dataset("P-ROUTINE", 11, uid))
+    world.score("routine", {"Pneumothorax": 0.1, "Effusion": 0.1, "Pneumonia": 0.1}, 5)
+    study = client.get(f"/api/studies/{uid}").json()
+    assert (study["priority"], study["priority_set_by"]) == (80, "person")
+    assert len(study["results"]) == 2
+    assert study["reviews"][0]["action"] == "reprioritise"
+    bad = client.post(f"/api/studies/{uid}/priority", json={"priority": 101, "reviewer": "x"})
+    assert bad.status_code == 422
+    missing = client.post("/api/studies/9.9/priority", json={"priority": 1, "reviewer": "x"})
+    assert missing.status_code == 404
+
+
+def test_reviews_are_recorded(client: TestClient, world: World) -> None:
+    uid = world.uids["urgent"]
+    r = client.post(f"/api/studies/{uid}/review", json={"action": "accept", "reviewer": "dr-b"})
+    assert r.status_code == 200
+    assert r.json()["action"] == "accept"
+    r = client.post(f"/api/studies/{uid}/review",
+                    json={"action": "correct", "reviewer": "dr-b", "text": "Small PTX."})
+    assert r.status_code == 200
+    reviews = list_reviews(world.engine, uid)
+    assert [(x.action, x.reviewer, x.text) for x in reviews] == [
+        ("accept", "dr-b", None), ("correct", "dr-b", "Small PTX.")]
+    no_text = client.post(f"/api/studies/{uid}/review",
+                          json={"action": "correct", "reviewer": "dr-b"})
+    assert no_text.status_code == 422
+    unknown = client.post(f"/api/studies/{uid}/review",
+                          json={"action": "delete", "reviewer": "dr-b"})
+    assert unknown.status_code == 422
+    unscored = client.post(f"/api/studies/{world.uids['waiting']}/review",
+                           json={"action": "accept", "reviewer": "dr-b"})
+    assert unscored.status_code == 409
+
+
+def _upload(client: TestClient, *files: tuple[str, bytes], **form: str) -> tuple[int, list]:
+    r = client.post("/api/upload", files=[("files", f) for f in files], data=form)
+    return r.status_code, r.json()["files"] if r.status_code in (200, 422) else r.json()
+
+
+def test_upload_dicom_png_duplicate(client: TestClient, world: World) -> None:
+    ds = grey_dataset("P-UPLOAD", 21)
+    dicom = encode(ds)
+    status, [item] = _upload(client, ("cxr.dcm", dicom))
+    assert status == 200
+    assert item == {"filename": "cxr.dcm", "status": "stored",
+                    "study_instance_uid": ds.StudyInstanceUID, "error": None}
+    stored = world.data_dir / "dicom" / ds.StudyInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+    assert stored.read_bytes() == dicom
+    status, [again] = _upload(client, ("cxr-again.dcm", dicom))
+    assert (status, again["status"]) == (200, "duplicate")
+
+    status, [png] = _upload(client, ("chest.png", png_bytes(5)), patient_id="P-PNG",
+                            patient_name="Doe^Jane")
+    assert (status, png["status"]) == (200, "stored")
+    study = get_study(world.engine, png["study_instance_uid"])
+    assert study is not None and study.status == "queued"
+    assert study.patient is not None and study.patient.patient_id == "P-PNG"
+    listed = {s["study_instance_uid"]: s for s in client.get("/api/studies").json()}
+    assert listed[png["study_instance_uid"]]["status"] == "queued"
+    detail = client.get(f"/api/studies/{png['study_instance_uid']}").json()
+    assert detail["instances"][0]["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.7"
+    # the same picture again is a duplicate; an anonymous one gets ANON-<hash>
+    assert _upload(client, ("chest.png", png_bytes(5)), patient_id="P-PNG")[1][0][
+        "status"] == "duplicate"
+    _, [anon] = _upload(client, ("other.jpg", png_bytes(6)))
+    anon_study = get_study(world.engine, anon["study_instance_uid"])
+    assert anon_study is not None and anon_study.patient is not None
+    assert anon_study.patient.patient_id.startswith("ANON-")
+
+
+@pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")
+def test_upload_refuses_garbage_and_colour(client: TestClient, world: World) -> None:
+    garbage = [("junk.dcm", b"\x08\x00" + bytes(range(256)) * 4), ("empty.png", b""),
+               ("text.txt", b"hello"), ("fake.png", b"\x89PNG\r\n\x1a\n" + b"0" * 50),
+               ("preamble.dcm", b"\0" * 128 + b"DICM" + b"\xff" * 40)]
+    status, items = _upload(client, *garbage)
+    assert status == 422
+    assert [i["status"] for i in items] == ["refused"] * len(garbage)
+    assert all(i["error"] for i in items)
+    assert "/tmp" not in items[3]["error"]
+
+    colour = grey_dataset("P-COLOUR", 31)
+    colour.SamplesPerPixel = 3
+    colour.PhotometricInterpretation = "RGB"
+    colour.PlanarConfiguration = 0
+    colour.PixelData = np.zeros((32, 32, 3), np.uint8).tobytes()
+    status, [item] = _upload(client, ("colour.dcm", encode(colour)))
+    assert status == 422
+    assert "not greyscale" in item["error"]
+    with pytest.raises(InstanceRefused) as info:
+        ingest_dataset(world.data_dir, world.engine, colour)
+    assert info.value.status == STATUS_CANNOT_UNDERSTAND
+
+    # one good file among bad ones: 200; the service still answers
+    status, items = _upload(client, ("junk.bin", b"xx"), ("ok.png", png_bytes(7)))
+    assert status == 200
+    assert [i["status"] for i in items] == ["refused", "stored"]
+    assert client.get("/health").status_code == 200
+    assert not list(world.data_dir.glob("dicom/*/.*.partial"))
+
+
+def test_upload_size_cap(world: World) -> None:
+    app = create_app(world.data_dir, world.engine, TOKEN, max_upload_bytes=1000)
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as small:
+        r = small.post("/api/upload", files={"files": ("big.png", b"\0" * 5000, "image/png")})
+        assert r.status_code == 413
+        r = small.post("/api/upload", files={"files": ("ok.png", png_bytes(size=8))})
+        assert r.status_code == 200
+
+
+def test_docs_and_ui(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["info"]["title"] == "radiolens triage API"
+    assert DISCLAIMER in spec["info"]["description"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "AI draft — for radiologist review; not a diagnosis" in page.text
+    assert "http" not in page.text.replace("http-equiv", "")  # no CDN
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    assert client.get("/api/studies").headers["cache-control"] == "no-store"
+
+
+def test_serve_imports_no_torch() -> None:
+    code = ("import sys, radiolens.serve; "
+            "bad = [m for m in ('torch', 'radiolens.train') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
