@@ -47,6 +47,7 @@ def make_example_studies(out_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
             patient_sex="MF"[i % 2], patient_age=f"{3 + i % 5:03d}Y",
             accession_number=f"DEMOACC{i:04d}", study_description="XR CHEST 1V (demo)",
             modality="DX", series_description="chest PA (demo)", view_position="PA")
+        ds.PatientOrientation = ["L", "F"]  # frontal PA chest, as the images are
         path = out_dir / f"demo_{i:02d}.dcm"
         write_dicom_atomic(ds, path)
         case = dict(case, study_instance_uid=str(ds.StudyInstanceUID),
@@ -69,13 +70,15 @@ def run_triage_demo(args: argparse.Namespace) -> int:
     from radiolens.runtime import TriageService, load_settings
     from radiolens.worklist import list_results, list_studies
 
+    if not args.verbose:  # the table is the output; -v shows the service's log
+        logging.getLogger("radiolens").setLevel(logging.WARNING)
     data_dir = Path(args.data_dir) if args.data_dir else Path(
         tempfile.mkdtemp(prefix="radiolens-demo-"))
     settings = load_settings({
         "data_dir": data_dir, "model": args.model,
         "dicom_port": args.dicom_port or _free_port(11112),
         "http_port": args.http_port or _free_port(8000), "host": "127.0.0.1"})
-    service = TriageService(settings, verbose=args.verbose, quiet=True)
+    service = TriageService(settings, verbose=args.verbose, quiet=not args.verbose)
     print(f"radiolens demo: starting the triage service in {data_dir}")
     service.start()
     try:
