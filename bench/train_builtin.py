@@ -56,7 +56,7 @@ PRESETS: dict[str, dict[str, object]] = {
                           "epochs": 8, "threshold_method": "sensitivity:0.95"},
     "abnormal-adult": {"where": {"source": "nih_chestxray14_64px,covid_chestxray_ieee8023,"
                                            "figure1_covid,actualmed_covid"},
-                       "labels": "abnormal", "epochs": 12,
+                       "labels": "abnormal", "epochs": 10,
                        "threshold_method": "sensitivity:0.9"},
 }
 

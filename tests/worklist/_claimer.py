@@ -8,10 +8,13 @@ from pathlib import Path
 from radiolens.worklist import claim_job, complete_job, make_engine
 
 
-def claim_all(db_path: str, owner: str, peers: int) -> list[int]:
-    """Wait for ``peers`` workers, then claim and complete jobs until none is left."""
-    engine = make_engine(db_path)
-    ready = Path(db_path).with_name(f"ready-{owner}")
+def claim_all(db_url: str, ready_dir: str, owner: str, peers: int) -> list[int]:
+    """Wait for ``peers`` workers, then claim and complete jobs until none is left.
+
+    Each worker touches ``ready-OWNER`` in ``ready_dir`` and starts when all have.
+    """
+    engine = make_engine(db_url)
+    ready = Path(ready_dir) / f"ready-{owner}"
     ready.touch()
     deadline = time.monotonic() + 60
     while len(list(ready.parent.glob("ready-*"))) < peers and time.monotonic() < deadline:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from radiolens.errors import WorklistError
@@ -25,7 +25,7 @@ from radiolens.worklist import (
     record_instance,
 )
 
-from .conftest import add_instance
+from .conftest import add_instance, both_backends
 
 
 def test_sqlite_engine_uses_wal_and_busy_timeout(tmp_path: Path) -> None:
@@ -41,9 +41,12 @@ def test_default_db_path(tmp_path: Path) -> None:
     assert default_db_path(tmp_path) == tmp_path / "worklist.db"
 
 
-def test_schema_version_recorded_and_checked(tmp_path: Path) -> None:
-    engine = open_worklist(tmp_path / "w.db")
+@both_backends
+def test_schema_version_recorded_and_checked(db_url: str) -> None:
+    engine = open_worklist(db_url)  # creates the tables in an empty database
     assert create_or_migrate(engine) == SCHEMA_VERSION  # idempotent
+    engine.dispose()
+    engine = open_worklist(db_url)  # and opens an existing one
     with Session(engine) as session, session.begin():
         row = session.get(Meta, "schema_version")
         assert row is not None and row.value == str(SCHEMA_VERSION)
@@ -56,11 +59,18 @@ def test_schema_version_recorded_and_checked(tmp_path: Path) -> None:
 def test_unsupported_url_and_missing_driver() -> None:
     with pytest.raises(WorklistError, match="unsupported"):
         make_engine("mysql://u@localhost/db")
-    if importlib.util.find_spec("psycopg2") is None:
-        with pytest.raises(WorklistError, match="pip install"):
-            make_engine("postgresql://u@localhost/db")
+    # a bare postgresql:// means psycopg2 before SQLAlchemy 2.1 and psycopg (3) from 2.1 on
+    default = make_url("postgresql://").get_dialect().driver
+    for driver in (default, "psycopg2", "psycopg"):
+        url = f"postgresql+{driver}://u@localhost/db"
+        if importlib.util.find_spec(driver) is None:
+            with pytest.raises(WorklistError, match="pip install"):
+                make_engine(url)
+        else:
+            make_engine(url).dispose()  # no connection is made yet
 
 
+@both_backends
 def test_timestamps_are_aware_utc(engine: Engine) -> None:
     add_instance(engine, "1", "1")
     study = get_study(engine, "1.2.1")
@@ -70,6 +80,7 @@ def test_timestamps_are_aware_utc(engine: Engine) -> None:
     assert study.patient is not None and study.patient.patient_id == "P1"
 
 
+@both_backends
 def test_broken_database_raises_worklist_error(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE jobs"))
@@ -77,18 +88,22 @@ def test_broken_database_raises_worklist_error(engine: Engine) -> None:
         claim_job(engine, "w")
 
 
-@pytest.mark.skipif(
-    not os.environ.get("RADIOLENS_TEST_PG_URL"),
-    reason="set RADIOLENS_TEST_PG_URL=postgresql+psycopg://... to test PostgreSQL",
-)
-def test_postgresql_round_trip() -> None:
-    engine = open_worklist(os.environ["RADIOLENS_TEST_PG_URL"])
-    uid = f"1.2.999.{os.getpid()}"
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_postgresql_round_trip(db_url: str) -> None:
+    engine = open_worklist(db_url)
+    assert engine.dialect.name == "postgresql"
+    uid = "1.2.999"
     try:
         meta = {"sop_instance_uid": uid + ".1", "study_instance_uid": uid}
         _, created = record_instance(engine, meta=meta, path="x.dcm", size=1)
         assert created
         assert any(s.study_instance_uid == uid for s in list_studies(engine, limit=1000))
         assert claim_job(engine, "pg-worker") is not None
+        with engine.connect() as conn:  # aware timestamps are stored with their zone
+            kind = conn.exec_driver_sql(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'studies' AND column_name = 'received_at'"
+            ).scalar()
+        assert kind == "timestamp with time zone"
     finally:
         engine.dispose()

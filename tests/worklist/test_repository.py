@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from radiolens.errors import WorklistError
@@ -35,7 +38,10 @@ from radiolens.worklist import (
 )
 
 from ._claimer import claim_all
-from .conftest import add_instance
+from .conftest import add_instance, both_backends
+
+# every behaviour on SQLite and on PostgreSQL (skipped, with the reason, without a server)
+pytestmark = both_backends
 
 
 def _jobs(engine: Engine) -> list[Job]:
@@ -43,7 +49,7 @@ def _jobs(engine: Engine) -> list[Job]:
         return list(session.scalars(select(Job).order_by(Job.id)))
 
 
-def _done(engine: Engine, job_id: int, owner: str, priority: int = 10) -> None:
+def _done(engine: Engine | Session, job_id: int, owner: str, priority: int = 10) -> None:
     complete_job(engine, job_id, owner, model="m", model_version="1", findings={"Mass": 0.7},
                  flags=["Mass"], priority=priority)
 
@@ -230,16 +236,77 @@ def test_delivery_success(engine: Engine) -> None:
         queue_delivery(engine, "1.2.1", "email", "x")
 
 
-def test_two_processes_never_claim_the_same_job(tmp_path: Path, engine: Engine) -> None:
+def test_two_processes_never_claim_the_same_job(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
     n = 60
     for i in range(n):
         add_instance(engine, str(i), str(i))
     ctx = multiprocessing.get_context("spawn")
-    db = str(tmp_path / "worklist.db")
+    ready = str(tmp_path)
     with ctx.Pool(2) as pool:
-        results = pool.starmap(claim_all, [(db, "proc-a", 2), (db, "proc-b", 2)])
+        results = pool.starmap(
+            claim_all, [(db_url, ready, "proc-a", 2), (db_url, ready, "proc-b", 2)]
+        )
     a, b = (set(r) for r in results)
     assert a and b, "both workers should have claimed jobs"
     assert not a & b
     assert len(a) + len(b) == n
     assert all(j.status == "done" and j.attempts == 1 for j in _jobs(engine))
+
+
+def _in_other_transaction(engine: Engine, action: Callable[[], object]) -> threading.Thread:
+    """Run ``action`` in a thread and return once it waits for our uncommitted writes."""
+    thread = threading.Thread(target=action)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        if engine.dialect.name != "postgresql":
+            time.sleep(0.3)  # SQLite: BEGIN IMMEDIATE waits (busy_timeout) for our commit
+            break
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            ).scalar()
+        if waiting:
+            break
+        time.sleep(0.01)
+    return thread
+
+
+def test_instance_arriving_while_the_job_completes_is_scored(engine: Engine) -> None:
+    add_instance(engine, "1", "1")
+    job = claim_job(engine, "w1")
+    assert job is not None
+    with Session(engine) as session, session.begin():
+        _done(session, job.id, "w1")  # completing, not yet committed ...
+        late = _in_other_transaction(engine, lambda: add_instance(engine, "1", "2"))
+    late.join(30)  # ... while an instance of the study arrives
+    assert [(j.status, j.rerun) for j in _jobs(engine)] == [("done", False), ("pending", False)]
+    study = get_study(engine, "1.2.1")
+    assert study is not None and study.status == "queued"
+
+
+def test_concurrent_instances_of_a_scored_study_add_one_job(engine: Engine) -> None:
+    add_instance(engine, "1", "1")
+    job = claim_job(engine, "w1")
+    assert job is not None
+    _done(engine, job.id, "w1")
+    with Session(engine) as session, session.begin():
+        add_instance(session, "1", "2")  # re-queues the study, not yet committed ...
+        other = _in_other_transaction(engine, lambda: add_instance(engine, "1", "3"))
+    other.join(30)  # ... while another instance arrives
+    assert [j.status for j in _jobs(engine)] == ["done", "pending"]
+
+
+def test_instance_arriving_while_the_job_is_claimed_reruns_it(engine: Engine) -> None:
+    add_instance(engine, "1", "1")
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        job = claim_job(session, "w1")  # claiming, not yet committed ...
+        assert job is not None
+        late = _in_other_transaction(engine, lambda: add_instance(engine, "1", "2"))
+    late.join(30)  # ... while an instance of the study arrives
+    _done(engine, job.id, "w1")
+    [after] = _jobs(engine)
+    assert after.status == "pending" and not after.rerun  # scored again with both images

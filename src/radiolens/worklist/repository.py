@@ -14,6 +14,12 @@ its score always covers every instance received.
 
 Priority rule: a priority a person set is never lowered by the service; a model result
 may only raise it (``priority_set_by`` stays ``"person"``).
+
+Concurrency: on SQLite every write transaction holds the database lock from its start.
+On PostgreSQL (READ COMMITTED) whatever changes a study's jobs first locks the study row
+(``SELECT ... FOR UPDATE``), then the job; :func:`claim_job` locks both with ``SKIP
+LOCKED`` and never waits. So the re-queue rule sees the job's committed state and no
+two writers wait for each other in a cycle.
 """
 
 from __future__ import annotations
@@ -241,8 +247,8 @@ def _record_instance(
                 )
             return study, False
         now = utcnow()
-        study = session.scalars(
-            select(Study).where(Study.study_instance_uid == study_uid)
+        study = session.scalars(  # the study lock orders us with claims and completions
+            select(Study).where(Study.study_instance_uid == study_uid).with_for_update(of=Study)
         ).first()
         if study is None:
             study = Study(
@@ -325,7 +331,7 @@ def claim_job(
                 )
                 .order_by(Study.priority.desc(), Job.created_at, Job.id)
                 .limit(1)
-                .with_for_update(skip_locked=True, of=Job)
+                .with_for_update(skip_locked=True, of=(Job, Study))
             ).first()
             if job is None:
                 return None
@@ -353,6 +359,9 @@ def _owned_job(session: Session, job_id: int, owner: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         raise WorklistError(f"no job {job_id} on the worklist")
+    # lock the study, then the job (the order record_instance uses), and re-read the job
+    session.scalars(select(Study.id).where(Study.id == job.study_fk).with_for_update()).first()
+    session.refresh(job, with_for_update=True)
     if job.status != "running" or job.lease_owner != owner:
         raise WorklistError(
             f"job {job_id} is not held by {owner!r} (status {job.status}, lease owner "
