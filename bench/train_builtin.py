@@ -132,6 +132,11 @@ def main() -> int:
         card = HERE / "cards" / f"{args.preset}.yaml"
         text = card.read_text(encoding="utf-8").replace("{command}", summary["command"])
         (dest / "card.yaml").write_text(text, encoding="utf-8")
+        from radiolens.models.card import render_model_card
+
+        (dest / "MODEL_CARD.md").write_text(
+            render_model_card(f"builtin:{args.preset}", name=args.preset) + "\n",
+            encoding="utf-8")
         print(f"shipped to {dest}")
     return 0
 

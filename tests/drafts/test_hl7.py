@@ -174,3 +174,12 @@ def test_send_mllp_connection_refused(mixed_result: StudyResult) -> None:
     with pytest.raises(DicomSendError, match="refused"):
         send_mllp(_oru(mixed_result), "127.0.0.1", port, timeout=2)
     assert issubclass(DicomSendError, ConnectionError)
+
+
+def test_oru_without_patient_name_is_valid(mixed_result: StudyResult) -> None:
+    """Images often carry no patient name; the ORU must still be a valid message."""
+    import dataclasses
+
+    result = dataclasses.replace(mixed_result, patient_name="")
+    msg = parse_oru(_oru(result))
+    assert msg.oru_r01_patient_result.oru_r01_patient.pid.pid_5.to_er7() == "UNKNOWN"

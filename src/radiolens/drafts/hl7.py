@@ -112,8 +112,8 @@ def make_oru(result: StudyResult, draft: DraftReport, sending_app: str = "RADIOL
         pid = pr.oru_r01_patient.pid
         pid.pid_1 = "1"
         pid.pid_3 = f"{_escape(result.patient_id)}^^^^MR"
-        if result.patient_name.strip():
-            pid.pid_5 = _pn(result.patient_name)
+        # PID-5 is required in v2.5; an image without a patient name says so plainly.
+        pid.pid_5 = _pn(result.patient_name) if result.patient_name.strip() else "UNKNOWN"
         if _DATE.match(result.patient_birth_date):
             pid.pid_7 = result.patient_birth_date
         sex = result.patient_sex.strip().upper()

@@ -128,14 +128,14 @@ class Worker:
                      draft_text=scored.draft_text, sr_path=scored.sr_path)
         logger.info("scored study %s in %.2f s: priority %d, flags %s", uid,
                     time.perf_counter() - t0, scored.priority, scored.flags or "none")
-        if self.forward_to:
+        if self.forward_to and scored.sr_path:
             queue_delivery(self.engine_, uid, "dicom-sr", self.forward_to,
                            payload_path=scored.sr_path)
             if self.send_heatmaps:
                 for path in scored.heatmap_sc_paths.values():
                     queue_delivery(self.engine_, uid, "dicom-sc", self.forward_to,
                                    payload_path=path)
-        if self.hl7_to:
+        if self.hl7_to and scored.hl7_path:
             queue_delivery(self.engine_, uid, "hl7", self.hl7_to, payload_path=scored.hl7_path)
         return True
 

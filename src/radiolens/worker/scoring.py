@@ -30,9 +30,9 @@ class ScoredStudy:
     priority: int
     heatmap_paths: dict[str, str]
     draft_text: str
-    sr_path: str
-    fhir_path: str
-    hl7_path: str
+    sr_path: str | None
+    fhir_path: str | None
+    hl7_path: str | None
     heatmap_sc_paths: dict[str, str]
 
 
@@ -133,15 +133,28 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
         priority=priority, scored_at=dt.datetime.now(dt.UTC))
     draft = draft_report(result)
     _write(out_dir / "draft.txt", draft.full_text.encode("utf-8"))
-    sr = make_sr(result, datasets, draft)
-    sr_path = out_dir / "sr.dcm"
-    sr.save_as(sr_path, enforce_file_format=True)
-    bundle = make_fhir_bundle(result, draft)
-    _write(out_dir / "fhir.json", json.dumps(bundle, indent=2).encode("utf-8"))
-    _write(out_dir / "oru.hl7", make_oru(result, draft).encode("utf-8"))
+    # The scores and the draft text are the triage result; a structured output that cannot
+    # be built (odd header values) is logged and left out rather than losing the study.
+    outputs: dict[str, str | None] = {"sr": None, "fhir": None, "hl7": None}
+    try:
+        make_sr(result, datasets, draft).save_as(out_dir / "sr.dcm", enforce_file_format=True)
+        outputs["sr"] = str(rel_dir / "sr.dcm")
+    except RadiolensError as exc:
+        logger.error("study %s: no DICOM SR: %s", study_uid, exc)
+    try:
+        bundle = make_fhir_bundle(result, draft)
+        _write(out_dir / "fhir.json", json.dumps(bundle, indent=2).encode("utf-8"))
+        outputs["fhir"] = str(rel_dir / "fhir.json")
+    except RadiolensError as exc:
+        logger.error("study %s: no FHIR bundle: %s", study_uid, exc)
+    try:
+        _write(out_dir / "oru.hl7", make_oru(result, draft).encode("utf-8"))
+        outputs["hl7"] = str(rel_dir / "oru.hl7")
+    except RadiolensError as exc:
+        logger.error("study %s: no HL7 ORU: %s", study_uid, exc)
     return ScoredStudy(findings=findings, flags=flags,
                        thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels},
                        priority=priority, heatmap_paths=heatmap_paths,
-                       draft_text=draft.full_text, sr_path=str(rel_dir / "sr.dcm"),
-                       fhir_path=str(rel_dir / "fhir.json"), hl7_path=str(rel_dir / "oru.hl7"),
+                       draft_text=draft.full_text, sr_path=outputs["sr"],
+                       fhir_path=outputs["fhir"], hl7_path=outputs["hl7"],
                        heatmap_sc_paths=heatmap_sc_paths)

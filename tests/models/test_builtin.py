@@ -1,0 +1,56 @@
+"""The models radiolens ships: complete, small, documented, and not garbage."""
+
+from __future__ import annotations
+
+import pytest
+
+from radiolens.cli.main import main
+from radiolens.models import builtin_names, read_model_info, resolve_run_dir
+
+SHIPPED = ["abnormal-adult", "pneumonia-kermany"]
+
+
+def test_builtin_models_are_listed() -> None:
+    assert set(SHIPPED) <= set(builtin_names())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_builtin_model_is_complete(name: str) -> None:
+    folder = resolve_run_dir(f"builtin:{name}")
+    assert (folder / "model.safetensors").stat().st_size < 30 * 1024 * 1024
+    info = read_model_info(folder)
+    assert len(info.labels) == 1 and info.task == "binary"
+    label = info.labels[0]
+    assert 0 < info.thresholds[label] < 1 and "validation" in info.threshold_method
+    rec = info.validation["labels"][label]
+    assert rec["auroc_ci"][0] <= rec["auroc"] <= rec["auroc_ci"][1]
+    assert info.training["train"]["images"] > 500
+    assert (folder / "card.yaml").is_file() and (folder / "MODEL_CARD.md").is_file()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_model_card_command(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model-card", f"builtin:{name}"]) == 0
+    card = capsys.readouterr().out
+    for heading in ("## Intended use", "## Training data", "## Validation metrics",
+                    "## Operating thresholds", "## Known failure modes"):
+        assert heading in card
+    assert "never replaces" in card
+    assert card.strip() == (resolve_run_dir(f"builtin:{name}") / "MODEL_CARD.md"
+                            ).read_text().strip()
+
+
+def test_pneumonia_model_ranks_the_demo_cases() -> None:
+    """The eight demo images (validation split, not trained on): every pneumonia case
+    must score above every normal one. A sanity check of the shipped weights."""
+    from radiolens.cli.demo_triage import example_cases
+    from radiolens.inference import Predictor
+
+    cases = example_cases()
+    predictor = Predictor("builtin:pneumonia-kermany").load()
+    results = predictor.predict_files([c["path"] for c in cases])
+    probs = {c["label"]: [] for c in cases}  # type: dict[str, list[float]]
+    for case, r in zip(cases, results, strict=True):
+        assert r.prediction is not None
+        probs[case["label"]].append(r.prediction.probabilities["pneumonia"])
+    assert min(probs["PNEUMONIA"]) > max(probs["NORMAL"])
