@@ -172,7 +172,7 @@ def _orientation(source: pydicom.Dataset) -> tuple[str, str]:
     value = getattr(source, "PatientOrientation", None)
     if value is not None and not isinstance(value, str) and len(value) == 2:
         return str(value[0]), str(value[1])
-    logger.warning("source %s has no PatientOrientation; assuming %s (PA chest)",
+    logger.info("source %s has no PatientOrientation; assuming %s (PA chest)",
                    getattr(source, "SOPInstanceUID", "?"), "\\".join(_DEFAULT_ORIENTATION))
     return _DEFAULT_ORIENTATION
 

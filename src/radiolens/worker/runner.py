@@ -54,7 +54,7 @@ class Worker:
                  model: str = "builtin:pneumonia-kermany", policy_file: str | None = None,
                  forward_to: str | None = None, hl7_to: str | None = None,
                  send_heatmaps: bool = False, lease_seconds: int = 30,
-                 poll_interval: float = 0.2, heatmaps: bool = True) -> None:
+                 poll_interval: float = 0.1, heatmaps: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.db = db
         self.model = model

@@ -98,7 +98,7 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
     rel_dir = Path("results") / study_uid
     heatmap_paths: dict[str, str] = {}
     heatmap_sc_paths: dict[str, str] = {}
-    explain = flags if flags else labels[:1]
+    explain = flags  # a heatmap for each flagged finding (Grad-CAM costs a backward pass)
     if heatmaps:
         for name in explain:
             idx = int(best_image[labels.index(name)])
