@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +27,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A fresh SQLite worklist in ``tmp_path`` (the worklist tests override this with one
+    that also runs on PostgreSQL)."""
+    from radiolens.worklist import open_worklist
+
+    eng = open_worklist(tmp_path / "worklist.db")
+    yield eng
+    eng.dispose()

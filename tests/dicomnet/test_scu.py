@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from radiolens.dicomnet import AeAddress, echo, parse_ae_address, send_dataset, send_files
 from radiolens.errors import ConfigError, DicomSendError
 from radiolens.receiver import DicomReceiver
-from radiolens.worklist import list_studies, open_worklist
+from radiolens.worklist import list_studies
 
 from .synthetic import CR, SC, free_port, make_dataset, needs_dcmtk, write_dicom
 
@@ -47,13 +47,6 @@ def test_unreachable_peer() -> None:
         send_dataset(make_dataset(seed="x"), to, timeout=5)
 
 
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = open_worklist(tmp_path / "worklist.db")
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

@@ -9,16 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from radiolens.receiver import DicomReceiver
-from radiolens.worklist import open_worklist
 
 from ..dicomnet.synthetic import free_port
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = open_worklist(tmp_path / "worklist.db")
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

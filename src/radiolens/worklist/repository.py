@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -543,26 +543,26 @@ def count_studies(bind: Bind) -> dict[str, int]:
     return counts
 
 
-def list_instances(bind: Bind, uid: str) -> list[Instance]:
-    """Return a study's instances in arrival order (paths relative to the data dir)."""
+_Row = TypeVar("_Row", Instance, Result, Review)
+
+
+def _study_rows(bind: Bind, uid: str, model: type[_Row], newest_first: bool) -> list[_Row]:
+    """The rows of ``model`` that belong to the study ``uid``, by id."""
     with _transaction(bind) as session:
         study = _study_by_uid(session, uid)
-        return list(
-            session.scalars(
-                select(Instance).where(Instance.study_fk == study.id).order_by(Instance.id)
-            )
-        )
+        order = model.id.desc() if newest_first else model.id
+        return list(session.scalars(select(model).where(model.study_fk == study.id)
+                                    .order_by(order)))
+
+
+def list_instances(bind: Bind, uid: str) -> list[Instance]:
+    """Return a study's instances in arrival order (paths relative to the data dir)."""
+    return _study_rows(bind, uid, Instance, newest_first=False)
 
 
 def list_results(bind: Bind, uid: str) -> list[Result]:
     """Return a study's model results, newest first."""
-    with _transaction(bind) as session:
-        study = _study_by_uid(session, uid)
-        return list(
-            session.scalars(
-                select(Result).where(Result.study_fk == study.id).order_by(Result.id.desc())
-            )
-        )
+    return _study_rows(bind, uid, Result, newest_first=True)
 
 
 def set_priority(bind: Bind, uid: str, priority: int, by: str = "person") -> Study:
@@ -632,13 +632,7 @@ def add_review(
 
 def list_reviews(bind: Bind, uid: str) -> list[Review]:
     """Return a study's reviews, oldest first."""
-    with _transaction(bind) as session:
-        study = _study_by_uid(session, uid)
-        return list(
-            session.scalars(
-                select(Review).where(Review.study_fk == study.id).order_by(Review.id)
-            )
-        )
+    return _study_rows(bind, uid, Review, newest_first=False)
 
 
 def delivery_backoff(attempts: int) -> float:
