@@ -202,7 +202,7 @@ class ContextMatcher:
         if not mentions:
             return []
         if triggers is None:
-            triggers = self.find_triggers(text, start, end)
+            triggers = self.find_triggers(text, start, end, mentions)
         terminators = [t.start for t in triggers if t.targets[0][0] == "terminator"]
         triggers = [t for t in triggers if t.targets[0][0] != "terminator"]
         counter = _WordCounter(text, mentions)
@@ -220,10 +220,25 @@ class ContextMatcher:
                     out.append(MentionMatch(finding, mention.start, mention.end, rule, said))
         return out
 
-    def find_triggers(self, text: str, start: int = 0, end: int | None = None) -> list[_Hit]:
-        """Triggers and terminators in ``text[start:end]``; pseudo-triggers are dropped."""
-        return [t for t in self._triggers.finditer(text, start, end)
-                if t.targets[0][0] != "pseudo"]
+    def find_triggers(self, text: str, start: int = 0, end: int | None = None,
+                      mentions: Sequence[_Hit] = ()) -> list[_Hit]:
+        """Triggers and terminators in ``text[start:end]``; pseudo-triggers are dropped.
+
+        A pseudo-trigger that runs into a finding phrase ("no increase" in "no *increase
+        in heart size*") does not hide the trigger before the phrase: the text up to the
+        phrase is searched again without it, so "no" still negates.
+        """
+        starts = sorted(m.start for m in mentions)
+        out: list[_Hit] = []
+        for t in self._triggers.finditer(text, start, end):
+            if t.targets[0][0] != "pseudo":
+                out.append(t)
+                continue
+            i = bisect.bisect_right(starts, t.start)
+            if i < len(starts) and starts[i] < t.end:
+                out.extend(h for h in self._triggers.finditer(text, t.start, starts[i])
+                           if h.targets[0][0] != "pseudo")
+        return out
 
     def _decide_one(self, mention: _Hit, triggers: Sequence[_Hit], terminators: Sequence[int],
                     counter: _WordCounter) -> tuple[str, _Hit | None]:

@@ -194,7 +194,7 @@ class ReportLabeler:
         mentions = matcher.find_mentions(lower)
         if not mentions:
             return []
-        triggers = matcher.find_triggers(lower)
+        triggers = matcher.find_triggers(lower, mentions=mentions)
         out: list[_Raw] = []
         i = j = 0
         for s_start, s_end in split_sentences(text):
