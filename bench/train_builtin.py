@@ -9,8 +9,10 @@ adult subsets (NIH 64 px, ieee8023, Figure1, Actualmed). The table's patient-lev
 ``split`` column gives train/val. The public data hold no test images, so the validation
 figures chose the model and its threshold: they are optimistic. Inference speed is measured
 side by side in one run: PyTorch eager vs ONNX Runtime, on CPU, same threads, same images.
-With ``--ship`` the best model is written in fp16, with its card text, to
-``src/radiolens/models/builtin/NAME``.
+With ``--ship`` the best model is written in fp16 to ``src/radiolens/models/builtin/NAME``,
+its operating threshold chosen again on the validation split with the fp16 weights (as
+``radiolens thresholds`` does), with its card. ``--ship-only`` does that step alone for the
+run already in ``runs/NAME``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,42 @@ def time_inference(run_dir: Path, files: list[str], threads: int, batch: int) ->
     return out
 
 
+def ship(preset: str, run_dir: Path, data: str, threshold_method: str, command: str) -> None:
+    """Write the run's weights in fp16 to the package, with thresholds and card.
+
+    The operating threshold and validation metrics are chosen again with the fp16 weights
+    through the path users take (``radiolens thresholds``: read the files, preprocess,
+    predict), on the same validation split, so the shipped figures are what users get.
+    """
+    from radiolens.cli.main import main as radiolens
+    from radiolens.models import load_run, read_model_info, save_run
+    from radiolens.models.card import render_model_card
+
+    staging = ROOT / "runs" / f"{preset}-fp16"
+    if staging.exists():
+        shutil.rmtree(staging)
+    model, _ = load_run(run_dir)
+    save_run(staging, model, read_model_info(run_dir), half=True)
+    where = PRESETS[preset]["where"]
+    assert isinstance(where, dict)
+    code = radiolens(["thresholds", "--checkpoint", str(staging), "--data", data, "--split",
+                      "val", "--method", threshold_method, "--device", "cpu",
+                      *[a for k, v in where.items() for a in ("--where", f"{k}={v}")]])
+    if code != 0:
+        raise SystemExit(f"choosing the shipped thresholds failed (exit {code})")
+    dest = ROOT / "src" / "radiolens" / "models" / "builtin" / preset
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy2(staging / name, dest / name)
+    card = HERE / "cards" / f"{preset}.yaml"
+    text = card.read_text(encoding="utf-8").replace("{command}", command)
+    (dest / "card.yaml").write_text(text, encoding="utf-8")
+    (dest / "MODEL_CARD.md").write_text(
+        render_model_card(f"builtin:{preset}", name=preset).rstrip("\n") + "\n",
+        encoding="utf-8")
+    print(f"shipped to {dest}")
+
+
 PRESETS: dict[str, dict[str, object]] = {
     "pneumonia-kermany": {"where": {"source": "kermany_pneumonia"}, "labels": "pneumonia",
                           "epochs": 8, "threshold_method": "sensitivity:0.95"},
@@ -77,6 +115,8 @@ def main() -> int:
     ap.add_argument("--ship", action="store_true",
                     help="write the result (fp16) and its card to "
                          "src/radiolens/models/builtin/PRESET")
+    ap.add_argument("--ship-only", action="store_true",
+                    help="skip training: ship the run already in runs/PRESET")
     args = ap.parse_args()
     preset = PRESETS[args.preset]
     epochs = int(args.epochs or preset["epochs"])  # type: ignore[call-overload]
@@ -93,6 +133,13 @@ def main() -> int:
     setup_logging(0, False)
     torch.set_num_threads(args.threads)
     out = Path(args.output or ROOT / "runs" / args.preset)
+    if args.ship_only:
+        if not (out / "model.json").is_file():
+            print(f"no trained run in {out}; run without --ship-only first", file=sys.stderr)
+            return 2
+        command = f".venv/bin/python bench/train_builtin.py {args.preset} --ship"
+        ship(args.preset, out, args.data, threshold_method, command)
+        return 0
     if out.exists():
         shutil.rmtree(out)
     config = TrainConfig(data=args.data, output=str(out), where=preset["where"],
@@ -124,20 +171,7 @@ def main() -> int:
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"{args.preset}.json").write_text(text + "\n")
     if args.ship:
-        from radiolens.models import load_run, read_model_info, save_run
-
-        dest = ROOT / "src" / "radiolens" / "models" / "builtin" / args.preset
-        model, _ = load_run(out)
-        save_run(dest, model, read_model_info(out), half=True)
-        card = HERE / "cards" / f"{args.preset}.yaml"
-        text = card.read_text(encoding="utf-8").replace("{command}", summary["command"])
-        (dest / "card.yaml").write_text(text, encoding="utf-8")
-        from radiolens.models.card import render_model_card
-
-        (dest / "MODEL_CARD.md").write_text(
-            render_model_card(f"builtin:{args.preset}", name=args.preset) + "\n",
-            encoding="utf-8")
-        print(f"shipped to {dest}")
+        ship(args.preset, out, args.data, threshold_method, summary["command"])
     return 0
 
 

@@ -125,3 +125,52 @@ def test_predict_csv_and_json(run_dir: Path, dataset: Path, tmp_path: Path) -> N
     doc = json.loads(out_json.read_text())
     assert "radiologist" in doc["disclaimer"]
     assert doc["predictions"] and "probabilities" in doc["predictions"][0]
+
+
+def test_thresholds_writes_a_copy_with_the_new_operating_point(
+        run_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    before = (run_dir / "model.json").read_text()
+    out = tmp_path / "rethresholded"
+    assert main(["-q", "thresholds", "--checkpoint", str(run_dir), "--data", str(dataset),
+                 "--method", "sensitivity:1.0", "--n-boot", "20", "--device", "cpu",
+                 "-o", str(out)]) == 0
+    assert (run_dir / "model.json").read_text() == before  # the source is untouched
+    assert (out / "model.safetensors").read_bytes() == \
+        (run_dir / "model.safetensors").read_bytes()
+    info = json.loads((out / "model.json").read_text())
+    assert info["threshold_method"].startswith(
+        "sensitivity:1.0 on validation data: split 'val'")
+    assert info["validation"]["labels"]["pneumonia"]["sensitivity"] == 1.0
+    # the path a user takes afterwards scores the same split to the same operating point
+    assert main(["-q", "evaluate", "--checkpoint", str(out), "--data", str(dataset),
+                 "--split", "val", "--n-boot", "20", "--device", "cpu",
+                 "-o", str(tmp_path / "e")]) == 0
+    rec = json.loads((tmp_path / "e" / "metrics.json").read_text())["labels"]["pneumonia"]
+    assert rec["sensitivity"] == 1.0
+    assert rec["threshold"] == pytest.approx(info["thresholds"]["pneumonia"])
+
+
+def test_thresholds_in_place_updates_model_json(run_dir: Path, dataset: Path,
+                                                tmp_path: Path) -> None:
+    import shutil
+
+    own = tmp_path / "own"
+    shutil.copytree(run_dir, own)
+    assert main(["-q", "thresholds", "--checkpoint", str(own), "--data", str(dataset),
+                 "--method", "fixed:0.25", "--n-boot", "20", "--device", "cpu"]) == 0
+    info = json.loads((own / "model.json").read_text())
+    assert info["thresholds"] == {"pneumonia": 0.25}
+    assert info["validation"]["labels"]["pneumonia"]["threshold"] == 0.25
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--checkpoint", "builtin:pneumonia-kermany"], "read-only"),
+    (["--checkpoint", "RUN", "--method", "youdn"], "did you mean 'youden'"),
+    (["--checkpoint", "RUN", "--split", "nope"], "no rows in split 'nope'"),
+])
+def test_thresholds_user_mistakes(run_dir: Path, dataset: Path, extra: list[str],
+                                  message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(run_dir) if a == "RUN" else a for a in extra]
+    assert main(["thresholds", "--data", str(dataset), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(run_dir.glob(".model.json.*"))

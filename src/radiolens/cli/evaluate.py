@@ -39,65 +39,28 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from radiolens.cli._common import progress
-    from radiolens.data import read_label_table
-    from radiolens.errors import ConfigError, DatasetError, ImageReadError
+    from radiolens.cli._scoring import score_split, subgroup_metadata
     from radiolens.evaluate import (
         evaluate_predictions,
         plot_evaluation,
         write_html_report,
         write_metrics_json,
     )
-    from radiolens.imaging import read_image
     from radiolens.inference import Predictor
 
     predictor = Predictor(args.checkpoint, device=args.device,
                           batch_size=args.batch_size).load()
     labels = predictor.labels
-    dl = read_label_table(args.data, ",".join(labels), images_root=args.images_root,
-                          where=dict(args.where) if args.where else None)
-    splits = sorted({str(it.get("split", "")) for it in dl.items} - {""})
-    split = args.split
-    if split is None:
-        if "test" not in splits:
-            raise ConfigError(f"{args.data} has no 'test' split (splits: "
-                              f"{', '.join(splits) or 'none'}); pass --split NAME or --split "
-                              "all, and never evaluate on the data the model was trained on")
-        split = "test"
-    items = dl.items if split == "all" else [it for it in dl.items if it.get("split") == split]
-    if not items:
-        raise DatasetError(f"no rows in split {split!r}; splits in the table: "
-                           f"{', '.join(splits) or 'none'}")
-    if split in ("train", "val"):
+    if args.split in ("train", "val"):
         log.warning("evaluating on the %r split: if the model saw these images in training "
-                    "(or chose its threshold on them) the figures are optimistic", split)
-    kept: list[dict[str, Any]] = []
-    batch: list[Any] = []
-    probs: list[Any] = []
-    bad: list[str] = []
-    for it in progress(items, "scoring", "img"):
-        try:
-            batch.append(predictor.preprocess(read_image(it["image"])))
-        except ImageReadError as exc:
-            bad.append(str(exc))
-            continue
-        kept.append(it)
-        if len(batch) >= args.batch_size:
-            probs.append(predictor.predict_batch(np.stack(batch)))
-            batch = []
-    if batch:
-        probs.append(predictor.predict_batch(np.stack(batch)))
-    if bad:
-        log.warning("%d images could not be read and were left out:\n  %s", len(bad),
-                    "\n  ".join(bad[:20]))
-    if not kept:
-        raise DatasetError("no image could be read")
-    p = np.concatenate(probs)
-    y = np.stack([np.asarray(it["label"], dtype=np.float64) for it in kept])
-    metadata = {k: [it.get(k, "") for it in kept] for k in ("sex", "age", "view")}
-    metrics = evaluate_predictions(y, p, labels, predictor.thresholds, metadata,
+                    "(or chose its threshold on them) the figures are optimistic", args.split)
+    scored = score_split(predictor, args.data, args.split, default_split="test",
+                         images_root=args.images_root,
+                         where=dict(args.where) if args.where else None,
+                         batch_size=args.batch_size,
+                         hint=", and never evaluate on the data the model was trained on")
+    split, kept, y, p, bad = scored.split, scored.items, scored.y, scored.p, scored.unreadable
+    metrics = evaluate_predictions(y, p, labels, predictor.thresholds, subgroup_metadata(kept),
                                    n_boot=args.n_boot, case_ids=[it["id"] for it in kept])
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

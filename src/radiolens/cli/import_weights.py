@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
           f"({', '.join(info.labels)}), input {info.preprocessing.image_size} px, "
           f"{info.preprocessing.channels} channel(s)")
     print("the operating thresholds are 0.5 until you choose them on your own validation "
-          "data; evaluate it with `radiolens evaluate --checkpoint "
-          f"{out} --data YOUR.csv -o OUT`")
+          f"data: `radiolens thresholds --checkpoint {out} --data YOUR.csv --split val`; "
+          f"then evaluate it: `radiolens evaluate --checkpoint {out} --data YOUR.csv -o OUT`")
     return 0

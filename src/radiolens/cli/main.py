@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "predict": "predict",
     "model-card": "model_card",
     "import-weights": "import_weights",
+    "thresholds": "thresholds",
     "serve": "serve",
     "send": "send",
     "demo": "demo",

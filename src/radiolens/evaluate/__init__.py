@@ -28,6 +28,7 @@ from radiolens.evaluate.metrics import (
     auroc,
     bootstrap_ci,
     calibration,
+    check_threshold_method,
     choose_threshold,
     confusion_at,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "bootstrap_ci",
     "calibration",
     "check_same_data",
+    "check_threshold_method",
     "choose_threshold",
     "compare_runs",
     "confusion_at",

@@ -55,6 +55,7 @@ __all__ = [
     "auroc",
     "bootstrap_ci",
     "calibration",
+    "check_threshold_method",
     "choose_threshold",
     "confusion_at",
 ]
@@ -316,6 +317,16 @@ def _parse_method(method: str) -> tuple[str, float | None]:
     return name, value
 
 
+def check_threshold_method(method: str) -> str:
+    """Return ``method`` if it names a threshold method :func:`choose_threshold` knows.
+
+    Raises:
+        ConfigError: unknown method, or a value missing, unwanted or out of range.
+    """
+    _parse_method(method)
+    return method
+
+
 def choose_threshold(y_val: ArrayLike, p_val: ArrayLike, method: str = "youden") -> float:
     """Choose an operating threshold on the VALIDATION split (never on the test split).
 
@@ -325,7 +336,11 @@ def choose_threshold(y_val: ArrayLike, p_val: ArrayLike, method: str = "youden")
         least 0.95. ``specificity:0.9``: the lowest threshold whose validation specificity
         is at least 0.9. ``f1``: maximises F1. ``fixed:0.5``: that number.
 
-    A case is called positive when ``p >= threshold``.
+    A case is called positive when ``p >= threshold``. Every method picks a validation
+    score; the threshold returned lies midway (in log-odds) between that score and the next
+    lower validation score, which gives the same validation calls but keeps the deciding
+    case off the boundary, so that tiny numerical changes (fp16 weights, ONNX Runtime,
+    another CPU) do not flip it.
 
     Raises:
         ConfigError: unknown method or value out of range.
@@ -341,7 +356,11 @@ def choose_threshold(y_val: ArrayLike, p_val: ArrayLike, method: str = "youden")
             f"threshold method {method!r} needs positive and negative validation cases for "
             f"this label ({int(ya.sum())} positives in {ya.size} cases); use a fixed "
             "threshold such as 'fixed:0.5' or a larger validation split")
-    yi = ya.astype(np.int8)
+    return _with_margin(_pick_score(ya.astype(np.int8), pa, name, value), pa)
+
+
+def _pick_score(yi: np.ndarray, pa: np.ndarray, name: str, value: float | None) -> float:
+    """The validation score that the threshold method ``name`` chooses."""
     if name == "f1":
         precision, recall, thr = precision_recall_curve(yi, pa)
         precision, recall = precision[:-1], recall[:-1]
@@ -363,6 +382,18 @@ def choose_threshold(y_val: ArrayLike, p_val: ArrayLike, method: str = "youden")
     if not ok.any():  # pragma: no cover - the highest threshold always has spec >= 0
         return float(thr.max())
     return float(thr[ok].min())
+
+
+def _with_margin(score: float, p: np.ndarray) -> float:
+    """Midway in log-odds between ``score`` and the next lower score in ``p``."""
+    lower = p[p < score]
+    if lower.size == 0 or not 0.0 < score <= 1.0:
+        return score
+    eps = 1e-7
+    a, b = np.clip([score, float(lower.max())], eps, 1.0 - eps)
+    mid = (math.log(a / (1 - a)) + math.log(b / (1 - b))) / 2
+    t = 1.0 / (1.0 + math.exp(-mid))
+    return float(t) if float(lower.max()) < t <= score else score
 
 
 # ---------------------------------------------------------------------------- confusion

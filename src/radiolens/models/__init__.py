@@ -19,6 +19,7 @@ from radiolens.models.checkpoint import (
     read_model_info,
     resolve_run_dir,
     save_run,
+    write_model_info,
 )
 from radiolens.models.export import export_onnx, onnx_session, read_onnx_info
 from radiolens.models.pretrained import (
@@ -57,4 +58,5 @@ __all__ = [
     "resolve_run_dir",
     "save_run",
     "to_monai_densenet_keys",
+    "write_model_info",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "read_model_info",
     "resolve_run_dir",
     "save_run",
+    "write_model_info",
 ]
 
 logger = logging.getLogger(__name__)
@@ -423,6 +424,28 @@ def save_run(run_dir: str | os.PathLike[str], model: nn.Module, info: ModelInfo,
         raise CheckpointError(f"cannot write the run directory {str(folder)!r}: {exc}") from exc
     logger.info("saved %s (%s, %d labels%s) to %s", info.architecture, info.task,
                 info.n_outputs, ", fp16" if half else "", folder)
+    return folder
+
+
+def write_model_info(run_dir: str | os.PathLike[str], info: ModelInfo) -> Path:
+    """Replace ``model.json`` of an existing run directory (atomically); weights untouched.
+
+    Raises:
+        CheckpointError: ``run_dir`` is a builtin model (read-only) or has no weights,
+            or the file cannot be written.
+    """
+    text = os.fspath(run_dir)
+    if text.startswith(BUILTIN_PREFIX) or Path(text).resolve().parent == BUILTIN_DIR.resolve():
+        raise CheckpointError(f"{text} is a builtin model and read-only; copy it to a run "
+                              "directory of your own first")
+    folder = resolve_run_dir(run_dir)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{str(folder)!r} has no {WEIGHTS_FILE}; it is not a run directory")
+    try:
+        _atomic_write(folder / INFO_FILE, lambda tmp: Path(tmp).write_text(
+            info.model_dump_json(indent=2) + "\n", encoding="utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {folder / INFO_FILE}: {exc}") from exc
     return folder
 
 

@@ -78,6 +78,16 @@ class TrainConfig(BaseModel):
                              f"choose from {', '.join(MODEL_NAMES)}")
         return value
 
+    @field_validator("threshold_method")
+    @classmethod
+    def _known_threshold_method(cls, value: str) -> str:
+        from radiolens.evaluate import check_threshold_method
+
+        try:
+            return check_threshold_method(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """Read ``path`` (YAML, optional) and apply ``overrides`` (flags that were given).
@@ -114,6 +124,6 @@ def _explain(exc: ValidationError, path: str | Path | None) -> str:
         elif err["type"] == "missing":
             parts.append(f"{name!r} is required (--{name.replace('_', '-')})")
         else:
-            parts.append(f"{name}: {err['msg']}")
+            parts.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
     where = f"{path}: " if path else ""
     return where + "; ".join(parts)
