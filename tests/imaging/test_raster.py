@@ -96,6 +96,22 @@ def test_jpeg(tmp_path: Path) -> None:
     assert np.abs(img.pixels - arr / 255.0).mean() < 0.02
 
 
+@pytest.mark.parametrize(("orientation", "turn"), [(1, 0), (6, -1), (8, 1), (3, 2)])
+def test_jpeg_exif_orientation_is_applied(tmp_path: Path, orientation: int,
+                                          turn: int) -> None:
+    # stored 40 wide x 24 high, bright on the left: a viewer turns it by the EXIF tag
+    arr = np.zeros((24, 40), dtype=np.uint8)
+    arr[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(arr).save(path, quality=95, exif=exif)
+    shown = np.rot90(arr, turn)  # orientation 6: 90 degrees clockwise, 8: anticlockwise
+    img = read_image(path)
+    assert img.pixels.shape == shown.shape
+    assert np.abs(img.pixels - shown / 255.0).mean() < 0.02
+
+
 def test_colour_jpeg_content_with_png_name(tmp_path: Path) -> None:
     path = tmp_path / "actually_jpeg.png"
     Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(path, format="JPEG")

@@ -18,11 +18,13 @@ from radiolens.errors import ImageReadError, MissingDependencyError
 from radiolens.imaging.image import XrayImage
 
 try:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 except ImportError:  # pragma: no cover - depends on the install
     raise MissingDependencyError("pillow", "dicom") from None
 
 __all__ = ["load_grey_array", "read_raster"]
+
+_EXIF_ORIENTATION = 0x0112
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ def load_grey_array(path: str | Path) -> tuple[npt.NDArray[np.uint8] | npt.NDArr
     """Decode a PNG or JPEG to an integer greyscale array, keeping its bit depth.
 
     Colour is converted to grey (ITU-R 601 luma, rounded) with transparency composited onto
-    black; 16-bit greyscale PNG keeps its stored values.
+    black; 16-bit greyscale PNG keeps its stored values. An EXIF orientation tag (photos of
+    films taken with a phone) is applied, so the array is upright as viewers show it.
 
     Args:
         path: the PNG or JPEG file.
@@ -79,8 +82,12 @@ def load_grey_array(path: str | Path) -> tuple[npt.NDArray[np.uint8] | npt.NDArr
     """
     p = Path(path)
     try:
-        with Image.open(p) as img:
-            img.load()
+        with Image.open(p) as opened:
+            opened.load()
+            img: Image.Image = opened
+            if opened.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                # a camera or phone JPEG stored sideways: turn it the way it is displayed
+                img = ImageOps.exif_transpose(opened)
             mode = img.mode
             if mode in _SIXTEEN_BIT_MODES:
                 raw = np.asarray(img)
