@@ -1,4 +1,4 @@
-"""Helpers shared by subcommands: progress bars and option parsing."""
+"""Helpers shared by subcommands: progress bars, option parsing, number formatting."""
 
 from __future__ import annotations
 
@@ -37,3 +37,34 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type for ``COLUMN=VALUE``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected COLUMN=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def add_scoring_options(p: argparse.ArgumentParser, *, checkpoint_help: str,
+                        split_help: str) -> None:
+    """The options of commands that score a split of a label table with a model.
+
+    ``--checkpoint``, ``--data``, ``--images-root``, ``--split``, ``--where``, ``--n-boot``,
+    ``--batch-size`` and ``--device`` (``evaluate``, ``thresholds``).
+    """
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help=checkpoint_help)
+    p.add_argument("--data", required=True, metavar="CSV", help="label table (CSV)")
+    p.add_argument("--images-root", metavar="DIR")
+    p.add_argument("--split", default=None, metavar="NAME", help=split_help)
+    p.add_argument("--where", type=key_value, action="append", metavar="COL=VALUE")
+    p.add_argument("--n-boot", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the confidence intervals (default 1000)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N")
+    p.add_argument("--device", default="auto")
+
+
+def percent(x: float | None) -> str:
+    """``0.95`` as ``95.0%``; ``None`` as ``n/a``."""
+    return "n/a" if x is None else f"{100 * x:.1f}%"

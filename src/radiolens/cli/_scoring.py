@@ -10,6 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    import argparse
+
     from radiolens.inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,21 @@ def score_split(predictor: Predictor, data: str, split: str | None, *,
         raise DatasetError("no image could be read")
     y = np.stack([np.asarray(it["label"], dtype=np.float64) for it in kept])
     return ScoredSplit(split, kept, y, np.concatenate(probs), bad)
+
+
+def score_from_args(args: argparse.Namespace, *, default_split: str,
+                    hint: str = "") -> tuple[Predictor, ScoredSplit]:
+    """Load ``--checkpoint`` and score the split that the options of
+    :func:`~radiolens.cli._common.add_scoring_options` name."""
+    from radiolens.inference import Predictor
+
+    predictor = Predictor(args.checkpoint, device=args.device,
+                          batch_size=args.batch_size).load()
+    scored = score_split(predictor, args.data, args.split, default_split=default_split,
+                         images_root=args.images_root,
+                         where=dict(args.where) if args.where else None,
+                         batch_size=args.batch_size, hint=hint)
+    return predictor, scored
 
 
 def subgroup_metadata(items: list[dict[str, Any]]) -> dict[str, list[Any]]:

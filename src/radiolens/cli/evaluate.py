@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from radiolens.cli.train import _key_value
+from radiolens.cli._common import add_scoring_options, percent
 
 log = logging.getLogger(__name__)
 
@@ -22,43 +22,29 @@ def add_parser(sub: Any) -> None:
                     "(AUROC with bootstrap 95%% CI, AUPRC, accuracy, sensitivity, specificity, "
                     "PPV, NPV, F1 at the operating threshold chosen on validation, "
                     "calibration, subgroups), PNG plots, predictions.csv and report.html.")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
-                   help="run directory, or builtin:NAME")
-    p.add_argument("--data", required=True, metavar="CSV", help="label table (CSV)")
-    p.add_argument("--images-root", metavar="DIR")
-    p.add_argument("--split", default=None, metavar="NAME",
-                   help="rows of this split (default: test when the table has one); 'all' "
-                        "for every row")
-    p.add_argument("--where", type=_key_value, action="append", metavar="COL=VALUE")
+    add_scoring_options(p, checkpoint_help="run directory, or builtin:NAME",
+                        split_help="rows of this split (default: test when the table has "
+                                   "one); 'all' for every row")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
-    p.add_argument("--n-boot", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples for the confidence intervals (default 1000)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N")
-    p.add_argument("--device", default="auto")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from radiolens.cli._scoring import score_split, subgroup_metadata
+    from radiolens.cli._scoring import score_from_args, subgroup_metadata
     from radiolens.evaluate import (
         evaluate_predictions,
         plot_evaluation,
         write_html_report,
         write_metrics_json,
     )
-    from radiolens.inference import Predictor
 
-    predictor = Predictor(args.checkpoint, device=args.device,
-                          batch_size=args.batch_size).load()
-    labels = predictor.labels
     if args.split in ("train", "val"):
         log.warning("evaluating on the %r split: if the model saw these images in training "
                     "(or chose its threshold on them) the figures are optimistic", args.split)
-    scored = score_split(predictor, args.data, args.split, default_split="test",
-                         images_root=args.images_root,
-                         where=dict(args.where) if args.where else None,
-                         batch_size=args.batch_size,
-                         hint=", and never evaluate on the data the model was trained on")
+    predictor, scored = score_from_args(
+        args, default_split="test",
+        hint=", and never evaluate on the data the model was trained on")
+    labels = predictor.labels
     split, kept, y, p, bad = scored.split, scored.items, scored.y, scored.p, scored.unreadable
     metrics = evaluate_predictions(y, p, labels, predictor.thresholds, subgroup_metadata(kept),
                                    n_boot=args.n_boot, case_ids=[it["id"] for it in kept])
@@ -87,11 +73,7 @@ def run(args: argparse.Namespace) -> int:
         auc = rec.get("auroc")
         print(f"  {name}: AUROC {'n/a' if auc is None else f'{auc:.3f}'}"
               + ("" if ci[0] is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
-              + f"; at threshold {rec['threshold']:.3f}: accuracy {_pct(rec.get('accuracy'))},"
-              f" sensitivity {_pct(rec.get('sensitivity'))}, specificity "
-              f"{_pct(rec.get('specificity'))}")
+              + f"; at threshold {rec['threshold']:.3f}: accuracy {percent(rec.get('accuracy'))},"
+              f" sensitivity {percent(rec.get('sensitivity'))}, specificity "
+              f"{percent(rec.get('specificity'))}")
     return 1 if bad else 0
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"

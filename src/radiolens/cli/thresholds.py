@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from radiolens.cli.train import _key_value
+from radiolens.cli._common import add_scoring_options, percent
 
 log = logging.getLogger(__name__)
 
@@ -22,27 +22,18 @@ def add_parser(sub: Any) -> None:
                     "and the validation metrics at them into model.json. Use it after "
                     "import-weights (whose thresholds are 0.5), or to move an operating point. "
                     "The weights are not changed.")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
-                   help="run directory, or builtin:NAME (then -o is needed)")
-    p.add_argument("--data", required=True, metavar="CSV", help="label table (CSV)")
-    p.add_argument("--images-root", metavar="DIR")
-    p.add_argument("--split", default=None, metavar="NAME",
-                   help="rows of this split (default: val); 'all' for every row")
-    p.add_argument("--where", type=_key_value, action="append", metavar="COL=VALUE")
+    add_scoring_options(p, checkpoint_help="run directory, or builtin:NAME (then -o is needed)",
+                        split_help="rows of this split (default: val); 'all' for every row")
     p.add_argument("--method", default="youden", metavar="M",
                    help="youden (default), f1, sensitivity:0.95, specificity:0.9, fixed:0.5")
     p.add_argument("-o", "--output", metavar="NEW_RUN_DIR",
                    help="write a new run directory (weights copied) instead of updating "
                         "RUN_DIR in place")
-    p.add_argument("--n-boot", type=int, default=1000, metavar="N",
-                   help="bootstrap resamples for the confidence intervals (default 1000)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N")
-    p.add_argument("--device", default="auto")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from radiolens.cli._scoring import score_split, subgroup_metadata
+    from radiolens.cli._scoring import score_from_args, subgroup_metadata
     from radiolens.errors import CheckpointError
     from radiolens.evaluate import (
         EvaluationError,
@@ -50,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
         choose_threshold,
         evaluate_predictions,
     )
-    from radiolens.inference import Predictor
     from radiolens.models import resolve_run_dir, write_model_info
     from radiolens.models.checkpoint import BUILTIN_PREFIX, WEIGHTS_FILE
 
@@ -62,12 +52,7 @@ def run(args: argparse.Namespace) -> int:
     dest = Path(args.output).expanduser() if args.output else source
     if args.output and dest.exists() and any(dest.iterdir()):
         raise CheckpointError(f"{dest} exists and is not empty; choose a new folder for -o")
-    predictor = Predictor(args.checkpoint, device=args.device,
-                          batch_size=args.batch_size).load()
-    scored = score_split(predictor, args.data, args.split, default_split="val",
-                         images_root=args.images_root,
-                         where=dict(args.where) if args.where else None,
-                         batch_size=args.batch_size)
+    predictor, scored = score_from_args(args, default_split="val")
     info = predictor.info_
     thresholds = dict(predictor.thresholds)
     for j, name in enumerate(predictor.labels):
@@ -100,16 +85,13 @@ def run(args: argparse.Namespace) -> int:
         rec = validation["labels"][name]
         old = info.thresholds.get(name)
         print(f"  {name}: threshold {'none' if old is None else f'{old:.3f}'} -> "
-              f"{thresholds[name]:.3f}; sensitivity {_pct(rec.get('sensitivity'))}, "
-              f"specificity {_pct(rec.get('specificity'))}, "
+              f"{thresholds[name]:.3f}; sensitivity {percent(rec.get('sensitivity'))}, "
+              f"specificity {percent(rec.get('specificity'))}, "
               f"AUROC {_num(rec.get('auroc'))}")
     print("these figures are on the data the thresholds were chosen on: judge the model on "
           "a separate test split with `radiolens evaluate`", file=sys.stderr)
     return 1 if scored.unreadable else 0
 
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def _num(x: float | None) -> str:

@@ -7,14 +7,9 @@ import logging
 import sys
 from typing import Any
 
+from radiolens.cli._common import key_value, percent
+
 log = logging.getLogger(__name__)
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected COLUMN=VALUE, got {text!r}")
-    return key.strip(), value.strip()
 
 
 def add_parser(sub: Any) -> None:
@@ -33,7 +28,7 @@ def add_parser(sub: Any) -> None:
                    help="folder the image paths are relative to (default: the CSV's folder)")
     p.add_argument("--report-labels", metavar="CSV",
                    help="labels from `radiolens label`, joined to --data by id")
-    p.add_argument("--where", type=_key_value, action="append", metavar="COL=VALUE",
+    p.add_argument("--where", type=key_value, action="append", metavar="COL=VALUE",
                    help="keep rows where COL equals VALUE (comma-separate several values); "
                         "repeatable, e.g. --where source=kermany_pneumonia")
     p.add_argument("--labels", metavar="PRESET|COL,COL",
@@ -105,11 +100,7 @@ def run(args: argparse.Namespace) -> int:
         ci_s = "" if ci[0] is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
         sens, spec = rec.get("sensitivity"), rec.get("specificity")
         print(f"  {name}: AUROC {auc_s}{ci_s}; threshold {rec.get('threshold', 0):.3f}: "
-              f"sensitivity {_pct(sens)}, specificity {_pct(spec)}")
+              f"sensitivity {percent(sens)}, specificity {percent(spec)}")
     if macro.get("auroc") is not None and len(result.validation.get("labels", {})) > 1:
         print(f"  mean AUROC {macro['auroc']:.3f}")
     return 0
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
