@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "send": "send",
     "demo": "demo",
+    "examples": "examples",
 }
 
 
