@@ -17,8 +17,6 @@ from radiolens.data import (
 )
 from radiolens.errors import ConfigError, DatasetError, SplitLeakError
 
-REAL_TABLE = Path("/work/shared/data/labels.csv")
-
 
 def _datalist(n_patients: int = 400, per_patient: int = 3, split: str = "") -> Datalist:
     items = [
@@ -90,14 +88,35 @@ def test_bad_fraction() -> None:
         split_by_patient(_datalist(3), 1.5, seed=0)
 
 
-def test_real_kermany_table() -> None:
-    if not REAL_TABLE.is_file():
-        pytest.skip(f"{REAL_TABLE} not present")
-    dl = read_label_table(REAL_TABLE, "pneumonia", where={"source": "kermany_pneumonia"})
-    assert len(dl) == 3141
+def _kermany_like_table(folder: Path) -> Path:
+    """A table shaped like the shared data's labels.csv: two sources, patients with several
+    images, a split column hashed by patient, blank labels in the other source."""
+    from .conftest import write_png
+
+    rows = ["image,source,patient_id,pneumonia,split"]
+    for p in range(30):
+        for k in range(1 + p % 3):
+            image = f"kermany/p{p}_{k}.png"
+            write_png(folder / image)
+            rows.append(f"{image},kermany_pneumonia,K{p},{(p + k) % 2},"
+                        f"{'val' if p % 10 == 0 else 'train'}")
+    for p in range(5):
+        write_png(folder / f"nih/n{p}.png")
+        rows.append(f"nih/n{p}.png,nih_chestxray14_64px,N{p},,train")
+    path = folder / "labels.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_table_split_by_source_and_patient(tmp_path: Path) -> None:
+    dl = read_label_table(_kermany_like_table(tmp_path), "pneumonia",
+                          where={"source": "kermany_pneumonia"})
+    n = sum(1 + p % 3 for p in range(30))
+    assert len(dl) == n and len(dl.patients) == 30
     s = dl.summary()["labels"]["pneumonia"]
-    assert s["positive"] + s["negative"] == 3141 and s["missing"] == 0
+    assert s["positive"] + s["negative"] == n and s["missing"] == 0
+    assert set(dl.splits) == {"train", "val"}
     check_no_leak(dl.subset("train"), dl.subset("val"))
     train, val = split_by_patient(dl, 0.1, seed=0)
-    assert len(train) + len(val) == 3141
+    assert len(train) + len(val) == n and not train.patients & val.patients
     assert np.isfinite(dl.label_matrix()).all()

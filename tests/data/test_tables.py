@@ -144,7 +144,22 @@ def test_missing_files_listed_once(tmp_path: Path) -> None:
         read_label_table(path, "pneumonia")
     message = str(info.value)
     assert "7 image files" in message and "img1.png" in message and "and 2 more" in message
+    assert "--skip-missing" in message and "\n" not in message
     assert len(read_label_table(path, "pneumonia", on_missing="drop")) == 1
+
+
+def test_missing_label_never_suggests_its_own_name(table: Table) -> None:
+    path = table("image,patient_id,Pneumonia,Effusion\na.png,P1,1,0\n")
+    with pytest.raises(DatasetError) as info:
+        read_label_table(path, "pneumonia", labels_from="the default --labels pneumonia")
+    message = str(info.value)
+    assert "did you mean 'Pneumonia'" in message and "did you mean 'pneumonia'" not in message
+    assert "the default --labels pneumonia" in message
+    assert "available columns: image, patient_id, Pneumonia, Effusion" in message
+    path = table("image,patient_id,Effusion\na.png,P1,1\n")
+    with pytest.raises(DatasetError) as info:
+        read_label_table(path, "pneumonia")
+    assert "did you mean" not in str(info.value)
 
 
 def test_images_root(tmp_path: Path) -> None:
@@ -167,3 +182,16 @@ def test_no_patient_id_falls_back_with_warning(table: Table,
 def test_missing_csv(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not found"):
         read_label_table(tmp_path / "nope.csv", "pneumonia")
+
+
+def test_image_name_over_the_file_system_limit_is_a_missing_image(tmp_path: Path) -> None:
+    from .conftest import write_csv, write_png
+
+    long_name = "a" * 300 + ".png"  # one path component over 255 bytes: ENAMETOOLONG
+    path = write_csv(tmp_path / "t.csv",
+                     f"image,patient_id,pneumonia\nimg0.png,P0,1\n{long_name},P1,1\n")
+    write_png(tmp_path / "img0.png")
+    with pytest.raises(DatasetError, match=r"1 image files named in the table do not exist: "
+                                           rf".*{long_name}.*--skip-missing"):
+        read_label_table(path, "pneumonia")
+    assert len(read_label_table(path, "pneumonia", on_missing="drop")) == 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import csv
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +78,41 @@ def test_without_fingerprint_or_ids_it_cannot_confirm(metrics: dict[str, Any],
     assert "no 'data' fingerprint" in caplog.text and "cannot confirm" in caplog.text
     assert check_same_data([("a", metrics), ("a2", copy.deepcopy(metrics))])
     assert compare_runs([]) == "(no runs to compare)"
+
+
+def _evaluation(folder: Path, y: Any, p: Any) -> Path:
+    from radiolens.evaluate import evaluate_predictions, write_metrics_json
+
+    ids = [f"c{i}" for i in range(len(y))]
+    metrics = evaluate_predictions(y[:, None], p[:, None], ["pneumonia"], {"pneumonia": 0.5},
+                                   n_boot=20, case_ids=ids, split="test")
+    folder.mkdir(parents=True)
+    write_metrics_json(folder / "metrics.json", metrics)
+    with (folder / "predictions.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "pneumonia_true", "pneumonia_prob"])
+        w.writerows([cid, int(t), f"{q:.6f}"] for cid, t, q in zip(ids, y, p, strict=True))
+    return folder
+
+
+def test_compare_cli_paired_test_and_output_files(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from radiolens.cli.main import main
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(80) < 0.4).astype(float)
+    a = _evaluation(tmp_path / "good", y, np.clip(0.5 * y + rng.random(80) * 0.6, 0, 1))
+    b = _evaluation(tmp_path / "noise", y, rng.random(80))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "paired DeLong test" in text and "noise vs good" in text
+    rows = list(csv.DictReader((out / "compare.csv").open(encoding="utf-8")))
+    assert [r["run"] for r in rows] == ["good", "noise"]
+    assert rows[0]["p_value"] == "" and float(rows[1]["p_value"]) < 0.05
+    assert float(rows[1]["auroc_difference"]) < 0 and rows[1]["n_paired"] == "80"
+    html = (out / "compare.html").read_text(encoding="utf-8")
+    assert "Paired test of AUROC differences" in html and "data:image/png;base64," in html
+    assert (out / "roc_pneumonia.png").read_bytes().startswith(b"\x89PNG")

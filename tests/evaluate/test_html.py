@@ -61,3 +61,27 @@ def test_missing_or_non_png_plots_are_skipped(metrics: dict[str, Any], tmp_path:
     plots = {"Effusion": {"roc": fake, "pr": tmp_path / "missing.png"}}
     text = render_html(metrics, plots)
     assert "data:image/png" not in text
+
+
+def _tiny_metrics(split: str | None, **metadata: Any) -> dict[str, Any]:
+    y = np.array([[1.0], [0.0], [1.0], [0.0], [1.0], [0.0]])
+    p = np.array([[0.9], [0.2], [0.6], [0.3], [0.7], [0.4]])
+    return evaluate_predictions(y, p, ["pneumonia"], {"pneumonia": 0.5}, metadata or None,
+                                n_boot=10, split=split)
+
+
+def test_report_names_the_split_evaluated() -> None:
+    metrics = _tiny_metrics("val")
+    text = render_html(metrics)
+    assert "6 cases of the &#x27;val&#x27; split" in text
+    assert "test cases" not in text and "this test data" not in text
+    metrics["settings"]["thresholds_on_evaluated_cases"] = True
+    text = render_html(metrics)
+    assert "chosen on these same cases" in text and "optimistic" in text
+
+
+def test_empty_subgroups_say_why() -> None:
+    text = render_html(_tiny_metrics("test"))
+    assert "No subgroup tables: the data has no sex, age or view values" in text
+    text = render_html(_tiny_metrics("test", sex=["M", "F"] * 3, view=[""] * 6))
+    assert "No view table" in text and "No subgroup tables" not in text

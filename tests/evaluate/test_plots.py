@@ -54,3 +54,21 @@ def test_file_names_are_safe_and_distinct() -> None:
     names = [_slug(n, used) for n in ("../No Finding", "No/Finding", "no_finding", "<>")]
     assert names == ["No_Finding", "No_Finding_2", "no_finding_3", "label"]
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", n) and not n.startswith(".") for n in names)
+
+
+def test_learning_curve_from_history_rows(tmp_path: Path) -> None:
+    from radiolens.evaluate import plot_learning_curve
+
+    rows = [{"epoch": "1", "train_loss": "0.7", "val_loss": "0.6", "val_auroc": "nan"},
+            {"epoch": "2", "train_loss": "0.5", "val_loss": "0.55", "val_auroc": "0.8"}]
+    assert _is_png(plot_learning_curve(rows, tmp_path / "learning_curve.png", dpi=40))
+
+
+def test_roc_overlay_skips_runs_without_both_classes(preds: Predictions, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from radiolens.evaluate import plot_roc_overlay
+
+    y, p = preds.y_true[:, 0], preds.y_prob[:, 0]
+    path = plot_roc_overlay({"a": (y, p), "b": (y, 1 - p), "c": (np.ones(3), p[:3])},
+                            tmp_path / "roc.png", label="x", dpi=40)
+    assert _is_png(path) and "c: no ROC curve" in caplog.text

@@ -241,3 +241,16 @@ def test_freeze_backbone_leaves_only_the_head_trainable(name: str) -> None:
 def test_freeze_backbone_checks_the_architecture() -> None:
     with pytest.raises(ConfigError, match="no 'fc' layer"):
         freeze_backbone(build_model("small-vgg", 2), "resnet18")
+
+
+@pytest.mark.parametrize("content", [b"\xde\xad\xbe\xef" * 64, b"PK\x03\x04garbage", b""])
+def test_garbage_is_not_a_pytorch_checkpoint(tmp_path: Path, content: bytes,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from radiolens.cli.main import main
+
+    path = tmp_path / "garbage.bin"
+    path.write_bytes(content)
+    assert main(["import-weights", "chexnet", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: not a PyTorch checkpoint" in err
+    assert "weights_only=False" not in err and len(err.strip().splitlines()) == 1

@@ -190,6 +190,14 @@ def test_non_utf8_csv_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert set(read_table(out)) == {"1", "3"}
 
 
+def test_binary_file_is_not_a_text_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "garbage.csv"
+    src.write_bytes(bytes(range(256)) * 4)
+    code, err = run_err(capsys, ["label", str(src), "-o", str(tmp_path / "o.csv")])
+    assert code == 2 and "garbage.csv: not a text CSV file (not UTF-8)" in err
+    assert "columns:" not in err and "\\udc" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("line, message", [
     (b'{"id": "2", "findings": "x"\n', "not valid JSON"),
     (b'{"findings": "Effusion."}\n', "no 'id' field"),
@@ -293,3 +301,46 @@ def test_label_eval_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 2 and "no report id" in err
     code, err = run_err(capsys, ["label-eval", str(pred), str(gold), "--findings", "Efusion"])
     assert code == 2 and "did you mean 'Effusion'" in err
+
+
+def _gold(tmp_path: Path, rows: list[tuple[str, dict[str, int]]]) -> Path:
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"id": i, "labels": lab}) + "\n" for i, lab in rows),
+                    encoding="utf-8")
+    return gold
+
+
+def test_label_eval_leaves_unannotated_findings_out(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pred = write_csv(tmp_path / "pred.csv", [
+        {"id": "1", "Effusion": "1", "Hernia": "1"}, {"id": "2", "Effusion": "0", "Hernia": ""}])
+    gold = _gold(tmp_path, [("1", {"Effusion": 1, "Hernia": 0}),
+                            ("2", {"Effusion": 0, "Hernia": 0})])
+    out = tmp_path / "s.json"
+    assert main(["label-eval", str(pred), str(gold), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "not annotated in gold" in text and "--keep-unannotated" in text
+    scores = json.loads(out.read_text(encoding="utf-8"))["uncertain_as_negative"]
+    assert scores["not_annotated_in_gold"] == ["Hernia"]
+    assert scores["macro"]["f1"] == 1.0 and scores["micro"]["fp"] == 0
+    assert main(["label-eval", str(pred), str(gold), "--keep-unannotated",
+                 "--json", str(out)]) == 0
+    scores = json.loads(out.read_text(encoding="utf-8"))["uncertain_as_negative"]
+    assert scores["not_annotated_in_gold"] == [] and scores["macro"]["f1"] == 0.5
+
+
+def test_label_eval_maps_chexpert_names_to_chestxray14(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_csv(tmp_path / "r.csv", [
+        {"id": "1", "report": "Small left pleural effusion."},
+        {"id": "2", "report": "No pleural effusion. Heart size normal."}])
+    pred = tmp_path / "chexpert.csv"
+    assert main(["label", str(src), "-o", str(pred), "--schema", "chexpert"]) == 0
+    gold = _gold(tmp_path, [("1", {"Effusion": 1, "Cardiomegaly": 0}),
+                            ("2", {"Effusion": 0, "Cardiomegaly": 1})])
+    out = tmp_path / "s.json"
+    assert main(["label-eval", str(pred), str(gold), "--json", str(out)]) == 0
+    assert "Pleural Effusion as Effusion" in capsys.readouterr().out
+    per = {s["finding"]: s for s in json.loads(out.read_text(encoding="utf-8"))
+           ["uncertain_as_negative"]["per_finding"]}
+    assert (per["Effusion"]["tp"], per["Effusion"]["fp"]) == (1, 0)

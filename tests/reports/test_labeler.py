@@ -87,6 +87,15 @@ def test_chexpert_support_devices_do_not_block_no_finding() -> None:
     assert result.labels["No Finding"] is Certainty.POSITIVE
 
 
+@pytest.mark.parametrize("text", ["Stable calcified granuloma.", "Surgical clips.",
+                                  "Possible scarring at the left base."])
+def test_chexpert_other_abnormalities_block_no_finding(text: str) -> None:
+    result = ReportLabeler("chexpert").label(f"FINDINGS: {text} Lungs are clear.")
+    assert result.labels["No Finding"] is Certainty.NEGATIVE
+    assert ReportLabeler("chexpert").label("FINDINGS: No granuloma. Lungs are clear."
+                                           ).labels["No Finding"] is Certainty.POSITIVE
+
+
 def test_user_rules_add_a_finding_and_synonyms(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(
@@ -144,7 +153,10 @@ def test_missing_rules_file() -> None:
 def test_yes_and_no_stay_words_in_rules(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text("triggers:\n  negation:\n    pre: [no, off]\n", encoding="utf-8")
-    ReportLabeler(rules=[rules]).load()  # plain YAML would read these as booleans
+    labeler = ReportLabeler(rules=[rules]).load()  # plain YAML reads these as booleans
+    labels = labeler.label("FINDINGS: Off effusion. No pneumothorax.").labels
+    assert labels["Effusion"] is Certainty.NEGATIVE  # "off" is a negation trigger, a word
+    assert labels["Pneumothorax"] is Certainty.NEGATIVE
 
 
 def test_constructor_does_no_io() -> None:

@@ -33,7 +33,8 @@ def run_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_directory_contents(run_dir: Path) -> None:
     for name in ("model.safetensors", "model.json", "config.yaml", "history.csv",
-                 "val_predictions.csv", "state/state.json", "state/state.safetensors"):
+                 "val_predictions.csv", "state/state.json", "state/state.safetensors",
+                 "learning_curve.png"):
         assert (run_dir / name).is_file(), name
     info = json.loads((run_dir / "model.json").read_text())
     assert info["format"] == "radiolens-model" and info["labels"] == ["pneumonia"]
@@ -81,7 +82,10 @@ def test_evaluate_writes_metrics_plots_report(run_dir: Path, dataset: Path,
     assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == rec["n"]
     assert rec["threshold"] == pytest.approx(
         json.loads((run_dir / "model.json").read_text())["thresholds"]["pneumonia"])
-    assert (out / "report.html").read_text().count("<img") >= 3
+    report = (out / "report.html").read_text()
+    assert report.count("<img") >= 4 and "learning curve" in report
+    assert "cases of the &#x27;val&#x27; split" in report and "test cases" not in report
+    assert "chosen on these same cases" in report  # the thresholds came from this split
     assert list(out.glob("roc_*.png")) and list(out.glob("confusion_*.png"))
 
 
@@ -174,3 +178,42 @@ def test_thresholds_user_mistakes(run_dir: Path, dataset: Path, extra: list[str]
     assert main(["thresholds", "--data", str(dataset), *args]) == 2
     assert message in capsys.readouterr().err
     assert not list(run_dir.glob(".model.json.*"))
+
+
+def test_training_log_without_a_terminal(dataset: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "logged"
+    assert main(["train", "--data", str(dataset), "--model", "small-vgg", "--image-size",
+                 "64", "--epochs", "1", "--batch-size", "8", "--device", "cpu",
+                 "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/1: batch 1/" in err  # progress within the epoch, no bar on a pipe
+    assert err.count("epoch 1/1: train loss") == 1
+    assert err.count("bootstrap:") <= 1
+
+
+def test_resume_of_a_finished_run_says_it_is_complete(
+        run_dir: Path, dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--data", str(dataset), "--model", "small-vgg", "--image-size",
+                 "64", "--epochs", "2", "--device", "cpu", "-o", str(run_dir), "--resume"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "already complete (2 of 2 epochs)" in err and "images/s" not in err
+
+
+def test_evaluate_skip_missing(run_dir: Path, dataset: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "labels.csv"
+    text = dataset.read_text()
+    header = text.splitlines()[0].split(",")
+    row = {"image": "images/gone.png", "patient_id": "gone", "pneumonia": "1",
+           "split": "val"}
+    table.write_text(text + ",".join(row.get(c, "") for c in header) + "\n")
+    args = ["evaluate", "--checkpoint", str(run_dir), "--data", str(table), "--images-root",
+            str(dataset.parent), "--split", "val", "--n-boot", "20", "--device", "cpu",
+            "-o", str(tmp_path / "e")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "gone.png" in err and "--skip-missing" in err and "on_missing=" not in err.split(
+        "--skip-missing")[0]
+    assert main(["-q", *args, "--skip-missing"]) == 0

@@ -52,7 +52,7 @@ def add_scoring_options(p: argparse.ArgumentParser, *, checkpoint_help: str,
     """The options of commands that score a split of a label table with a model.
 
     ``--checkpoint``, ``--data``, ``--images-root``, ``--split``, ``--where``, ``--n-boot``,
-    ``--batch-size`` and ``--device`` (``evaluate``, ``thresholds``).
+    ``--skip-missing``, ``--batch-size`` and ``--device`` (``evaluate``, ``thresholds``).
     """
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help=checkpoint_help)
     p.add_argument("--data", required=True, metavar="CSV", help="label table (CSV)")
@@ -61,6 +61,9 @@ def add_scoring_options(p: argparse.ArgumentParser, *, checkpoint_help: str,
     p.add_argument("--where", type=key_value, action="append", metavar="COL=VALUE")
     p.add_argument("--n-boot", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the confidence intervals (default 1000)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="leave out rows whose image file does not exist (counted) instead of "
+                        "stopping")
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
     p.add_argument("--device", default="auto")
 

@@ -31,11 +31,12 @@ class ScoredSplit:
 def score_split(predictor: Predictor, data: str, split: str | None, *,
                 default_split: str, images_root: str | None = None,
                 where: dict[str, str] | None = None, batch_size: int = 32,
-                hint: str = "") -> ScoredSplit:
+                hint: str = "", skip_missing: bool = False) -> ScoredSplit:
     """Read the rows of ``split`` (``all`` for every row) and score them.
 
     ``split=None`` means ``default_split``, which must then exist in the table; ``hint``
-    ends the error message when it does not.
+    ends the error message when it does not. ``skip_missing`` drops rows whose image file
+    does not exist instead of raising.
 
     Raises:
         ConfigError: no split given and the table has no ``default_split``.
@@ -46,8 +47,10 @@ def score_split(predictor: Predictor, data: str, split: str | None, *,
     from radiolens.errors import ConfigError, DatasetError, ImageReadError
     from radiolens.imaging import read_image
 
-    dl = read_label_table(data, ",".join(predictor.labels), images_root=images_root,
-                          where=where)
+    dl = read_label_table(data, predictor.labels, images_root=images_root, where=where,
+                          on_missing="drop" if skip_missing else "raise",
+                          labels_from="the model's labels (the table needs a column per "
+                                      "label of the model)")
     splits = sorted({str(it.get("split", "")) for it in dl.items} - {""})
     if split is None:
         if default_split not in splits:
@@ -95,7 +98,8 @@ def score_from_args(args: argparse.Namespace, *, default_split: str,
     scored = score_split(predictor, args.data, args.split, default_split=default_split,
                          images_root=args.images_root,
                          where=dict(args.where) if args.where else None,
-                         batch_size=args.batch_size, hint=hint)
+                         batch_size=args.batch_size, hint=hint,
+                         skip_missing=args.skip_missing)
     return predictor, scored
 
 

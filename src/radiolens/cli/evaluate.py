@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluate a model on labelled data: metrics.json, plots, report.html",
         description="Score a labelled split with a model and write OUT_DIR/metrics.json "
-                    "(AUROC with bootstrap 95%% CI, AUPRC, accuracy, sensitivity, specificity, "
+                    "(AUROC with bootstrap 95% CI, AUPRC, accuracy, sensitivity, specificity, "
                     "PPV, NPV, F1 at the operating threshold chosen on validation, "
                     "calibration, subgroups), PNG plots, predictions.csv and report.html.")
     add_scoring_options(p, checkpoint_help="run directory, or builtin:NAME",
@@ -47,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     labels = predictor.labels
     split, kept, y, p, bad = scored.split, scored.items, scored.y, scored.p, scored.unreadable
     metrics = evaluate_predictions(y, p, labels, predictor.thresholds, subgroup_metadata(kept),
-                                   n_boot=args.n_boot, case_ids=[it["id"] for it in kept])
+                                   n_boot=args.n_boot, case_ids=[it["id"] for it in kept],
+                                   split=split)
+    same = _note_threshold_provenance(metrics, predictor.info_.validation,
+                                      predictor.info_.threshold_method)
+    if same:
+        log.warning("the thresholds were chosen on these same %d cases: the figures at the "
+                    "threshold are optimistic; evaluate on a separate test split", len(kept))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     config = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": split,
@@ -59,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     write_metrics_json(out / "metrics.json", metrics, config)
     plots = plot_evaluation(y, p, labels, metrics, out)
     write_html_report(out / "report.html", metrics, plots,
-                      title=f"radiolens evaluation: {args.checkpoint} on {split}")
+                      title=f"radiolens evaluation: {args.checkpoint} on {split}",
+                      figures=_run_figures(args.checkpoint))
     with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["id", *[f"{n}_true" for n in labels], *[f"{n}_prob" for n in labels]])
@@ -77,3 +84,29 @@ def run(args: argparse.Namespace) -> int:
               f" sensitivity {percent(rec.get('sensitivity'))}, specificity "
               f"{percent(rec.get('specificity'))}")
     return 1 if bad else 0
+
+
+def _note_threshold_provenance(metrics: dict[str, Any], validation: dict[str, Any],
+                               threshold_method: str) -> bool:
+    """Record in ``metrics`` where the thresholds were chosen; True when on these cases.
+
+    The model's ``validation`` metrics fingerprint the cases its thresholds were chosen
+    on; the same fingerprint here means the report grades the model on its tuning data.
+    """
+    settings = metrics["settings"]
+    chosen = validation.get("settings", {}).get("thresholds_chosen_on") or threshold_method
+    ref = validation.get("data", {}).get("case_ids_sha256")
+    same = ref is not None and ref == metrics["data"].get("case_ids_sha256")
+    settings["thresholds_chosen_on"] = chosen or "unknown data (0.5 unless set)"
+    settings["thresholds_on_evaluated_cases"] = same
+    return same
+
+
+def _run_figures(checkpoint: str) -> dict[str, Path]:
+    """The run directory's learning curve, when training wrote one."""
+    from radiolens.models import resolve_run_dir
+
+    curve = resolve_run_dir(checkpoint) / "learning_curve.png"
+    if not curve.is_file():
+        return {}
+    return {"learning curve (loss and validation AUROC per epoch)": curve}

@@ -11,7 +11,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "model-card", help="print the model card of a run directory or builtin model",
         description="Print a model card: intended use and misuse, training data, "
-                    "preprocessing, validation metrics with 95%% CIs, thresholds, "
+                    "preprocessing, validation metrics with 95% CIs, thresholds, "
                     "calibration, subgroups and known failure modes.")
     p.add_argument("model", metavar="RUN_DIR|builtin:NAME")
     p.add_argument("-o", "--output", metavar="CARD.md", help="write to a file instead")

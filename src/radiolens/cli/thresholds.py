@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
             log.warning("%s: threshold kept at %.3f (%s)", name, thresholds[name], exc)
     validation = evaluate_predictions(scored.y, scored.p, predictor.labels, thresholds,
                                       subgroup_metadata(scored.items), n_boot=args.n_boot,
-                                      case_ids=[it["id"] for it in scored.items])
+                                      case_ids=[it["id"] for it in scored.items],
+                                      split=scored.split)
     validation["settings"]["thresholds_chosen_on"] = (
         f"split {scored.split!r} of {Path(args.data).name} by radiolens thresholds")
     new_info = info.model_copy(update={

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import Any
 
@@ -59,11 +60,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None)
     p.add_argument("--workers", type=int, metavar="N", help="data loader workers (GPU only)")
-    p.add_argument("--limit", type=int, metavar="N", help="use at most N training images")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="use at most N training images (validation keeps all its images)")
+    p.add_argument("--limit-val", type=int, metavar="N",
+                   help="use at most N validation images (default: all)")
     p.add_argument("--half", action="store_true", default=None,
                    help="store the weights in fp16 (half the size)")
     p.add_argument("--skip-unreadable", action="store_true", default=None,
                    help="leave unreadable images out (listed) instead of stopping")
+    p.add_argument("--skip-missing", action="store_true", default=None,
+                   help="leave out rows whose image file does not exist (counted) instead "
+                        "of stopping")
     p.add_argument("--tensorboard", action="store_true", default=None)
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.set_defaults(run=run)
@@ -73,7 +80,7 @@ FIELDS = ("data", "output", "data_format", "images_root", "report_labels", "labe
           "uncertain", "model", "image_size", "epochs", "batch_size", "lr", "weight_decay",
           "warmup_epochs", "seed", "val_fraction", "init", "freeze_backbone", "imbalance",
           "augment", "patience", "threshold_method", "device", "amp", "workers", "limit",
-          "half", "skip_unreadable", "tensorboard")
+          "limit_val", "half", "skip_unreadable", "skip_missing", "tensorboard")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"run directory: {result.run_dir}")
     print(f"best epoch {result.best_epoch} of {result.epochs_run}"
           f"{' (stopped early)' if result.stopped_early else ''}; "
-          f"validation AUROC {result.best_auroc:.4f}; "
+          f"validation AUROC {_auroc(result.best_auroc)}; "
           f"{result.train_images_per_s:.1f} training images/s; {result.seconds:.0f} s")
     for name, rec in result.validation.get("labels", {}).items():
         ci = rec.get("auroc_ci") or [None, None]
@@ -104,3 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if macro.get("auroc") is not None and len(result.validation.get("labels", {})) > 1:
         print(f"  mean AUROC {macro['auroc']:.3f}")
     return 0
+
+
+def _auroc(value: float) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else "n/a"

@@ -25,6 +25,7 @@ from radiolens.data.tables import (
     ItemCollector,
     LabelParser,
     check_uncertain_policy,
+    image_file_exists,
     norm_age,
     norm_sex,
     norm_split,
@@ -169,7 +170,7 @@ class _ImageIndex:
 
     def find(self, name: str) -> Path:
         direct = resolve_image(name, self.root)
-        if direct.is_file():
+        if image_file_exists(direct, str(self.root)):
             return direct
         if self._by_name is None:
             logger.info("%s: images are not directly under the root; indexing sub-folders",
@@ -259,14 +260,14 @@ def read_nih(
 
 def _chexpert_image(value: str, root: Path) -> Path:
     direct = resolve_image(value, root)
-    if direct.is_file():
+    if image_file_exists(direct, str(root)):
         return direct
     # Paths start with the release folder ("CheXpert-v1.0-small/train/..."); accept a
     # root that is that folder itself.
     parts = Path(value).parts
     if len(parts) > 1:
         inner = resolve_image(str(Path(*parts[1:])), root)
-        if inner.is_file():
+        if image_file_exists(inner, str(root)):
             return inner
     return direct
 

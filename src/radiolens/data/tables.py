@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import math
 import os
@@ -65,7 +66,8 @@ _SEX_ALIASES = {"m": "M", "male": "M", "f": "F", "female": "F", "o": "O", "other
 # ---------------------------------------------------------------------------- labels
 
 
-def resolve_labels(spec: str | Sequence[str], available_columns: Sequence[str]) -> list[str]:
+def resolve_labels(spec: str | Sequence[str], available_columns: Sequence[str], *,
+                   labels_from: str = "") -> list[str]:
     """Expand a label spec into label names present in a table.
 
     Args:
@@ -73,6 +75,8 @@ def resolve_labels(spec: str | Sequence[str], available_columns: Sequence[str]) 
             names and presets (``"Effusion,Pneumothorax"``), or a sequence of them.
         available_columns: the table's columns. A derived label (``abnormal``) is available
             when its source column (``normal``) is.
+        labels_from: where ``spec`` came from, for the error message (e.g. ``"the default
+            --labels pneumonia"``).
 
     Returns:
         The label names, in order, without duplicates.
@@ -99,17 +103,23 @@ def resolve_labels(spec: str | Sequence[str], available_columns: Sequence[str]) 
         for name in expanded:
             source = DERIVED_LABELS.get(name)
             if name not in present and (source is None or source not in present):
-                needs = f" (derived from column {source!r}, which is missing)" if source else ""
-                options = [*columns, *LABEL_PRESETS]
-                raise DatasetError(
-                    f"label column {name!r} is not in the table{needs}"
-                    f"{did_you_mean(name, options)}; columns: {', '.join(columns)}; presets: "
-                    f"{', '.join(LABEL_PRESETS)}")
+                raise DatasetError(_missing_label_message(name, source, columns, labels_from))
             if name in names:
                 logger.debug("label %r named twice; keeping the first", name)
             else:
                 names.append(name)
     return names
+
+
+def _missing_label_message(name: str, source: str | None, columns: Sequence[str],
+                           labels_from: str) -> str:
+    """Why ``name`` is not a label of the table, and what the table does have."""
+    needs = f" (derived from column {source!r}, which is missing)" if source else ""
+    origin = f"; it comes from {labels_from}" if labels_from else ""
+    options = [c for c in [*columns, *LABEL_PRESETS] if c != name]
+    return (f"label column {name!r} is not in the table{needs}{did_you_mean(name, options)}"
+            f"{origin}; available columns: {', '.join(columns) or 'none'}; presets: "
+            f"{', '.join(LABEL_PRESETS)}")
 
 
 def check_uncertain_policy(uncertain: str) -> str:
@@ -252,6 +262,28 @@ def resolve_image(value: str, root: Path) -> Path:
     return (p if p.is_absolute() else root / p).absolute()
 
 
+def image_file_exists(image: Path, where: str = "") -> bool:
+    """Whether ``image`` is an existing file.
+
+    A path the file system cannot hold (a name over its limit, ENAMETOOLONG) names no
+    file, so it is missing like any other; the caller reports it with the missing images.
+
+    Args:
+        image: the image path.
+        where: the table and row, for the error message.
+
+    Raises:
+        DatasetError: the file system cannot tell (e.g. a folder without read permission).
+    """
+    try:
+        return image.is_file()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise DatasetError(f"cannot check image file {image} ({exc.strerror or exc}); check "
+                           "that its folder exists and is readable", where or None) from None
+
+
 @dataclass
 class ItemCollector:
     """Collects items while reading a table, counting what is dropped and why.
@@ -286,7 +318,7 @@ class ItemCollector:
         if np.all(np.isnan(label)):
             self.n_all_uncertain += 1
             return
-        if check_file and not image.is_file():
+        if check_file and not image_file_exists(image, f"{self.source} (image {id!r})"):
             self.missing.append(str(image))
             return
         if not patient_id:
@@ -312,14 +344,15 @@ class ItemCollector:
                            "so a patient's images may land on both sides of a split",
                            self.source, self.n_no_patient)
         if self.missing:
-            shown = "\n  ".join(self.missing[:_SHOW_MISSING])
+            shown = ", ".join(self.missing[:_SHOW_MISSING])
             more = len(self.missing) - _SHOW_MISSING
-            tail = f"\n  ... and {more} more" if more > 0 else ""
+            tail = f" and {more} more" if more > 0 else ""
             if self.on_missing == "raise":
                 raise DatasetError(
-                    f"{len(self.missing)} image files named in the table do not exist:\n  "
-                    f"{shown}{tail}\ncheck images_root (paths are relative to it), or pass "
-                    "on_missing='drop' to skip them", self.source)
+                    f"{len(self.missing)} image files named in the table do not exist: "
+                    f"{shown}{tail}; check the images root (--images-root; paths are "
+                    "relative to it), or skip those rows with --skip-missing "
+                    "(on_missing='drop' in Python)", self.source)
             logger.warning("%s: dropped %d rows whose image file does not exist, e.g. %s",
                            self.source, len(self.missing), self.missing[0])
         if not self.items:
@@ -350,6 +383,7 @@ def read_label_table(
     where: Mapping[str, str | Sequence[str]] | None = None,
     image_column: str = "image",
     on_missing: str = "raise",
+    labels_from: str = "",
 ) -> Datalist:
     """Read a label table into a :class:`~radiolens.data.Datalist`.
 
@@ -364,6 +398,7 @@ def read_label_table(
         image_column: the column holding image paths.
         on_missing: ``"raise"``: one :class:`DatasetError` listing the first missing image
             files and their count; ``"drop"``: skip those rows with a warning.
+        labels_from: where ``labels`` came from, named when a label column is missing.
 
     Returns:
         The datalist. Rows whose selected labels are all blank (or all uncertain under
@@ -379,7 +414,7 @@ def read_label_table(
     check_uncertain_policy(uncertain)
     header, rows = open_csv(path)
     require_column(image_column, header, path, " of image paths")
-    names = resolve_labels(labels, header)
+    names = resolve_labels(labels, header, labels_from=labels_from)
     accepted = _parse_where(where, header, path)
     root = Path(images_root) if images_root is not None else path.parent
     if "patient_id" not in header:

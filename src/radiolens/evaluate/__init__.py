@@ -15,7 +15,12 @@ Example:
 
 from __future__ import annotations
 
-from radiolens.evaluate.compare import check_same_data, compare_runs
+from radiolens.evaluate.compare import (
+    check_same_data,
+    compare_runs,
+    format_paired_tests,
+    write_comparison,
+)
 from radiolens.evaluate.html import render_html, write_html_report
 from radiolens.evaluate.metrics import (
     AGE_BANDS,
@@ -32,13 +37,22 @@ from radiolens.evaluate.metrics import (
     choose_threshold,
     confusion_at,
 )
+from radiolens.evaluate.paired import (
+    PairedTest,
+    RunPredictions,
+    delong_test,
+    paired_auroc_tests,
+    read_predictions,
+)
 from radiolens.evaluate.plots import (
     PLOT_KINDS,
     plot_calibration,
     plot_confusion,
     plot_evaluation,
+    plot_learning_curve,
     plot_pr,
     plot_roc,
+    plot_roc_overlay,
 )
 from radiolens.evaluate.report import (
     METRICS_VERSION,
@@ -59,6 +73,8 @@ __all__ = [
     "Calibration",
     "Confusion",
     "EvaluationError",
+    "PairedTest",
+    "RunPredictions",
     "age_band",
     "auprc",
     "auroc",
@@ -70,15 +86,22 @@ __all__ = [
     "compare_runs",
     "confusion_at",
     "data_fingerprint",
+    "delong_test",
     "evaluate_predictions",
+    "format_paired_tests",
+    "paired_auroc_tests",
     "plot_calibration",
     "plot_confusion",
     "plot_evaluation",
+    "plot_learning_curve",
     "plot_pr",
     "plot_roc",
+    "plot_roc_overlay",
     "read_metrics_json",
+    "read_predictions",
     "render_html",
     "to_jsonable",
+    "write_comparison",
     "write_html_report",
     "write_metrics_json",
 ]

@@ -9,11 +9,20 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import logging
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["check_same_data", "compare_runs"]
+__all__ = ["check_same_data", "compare_runs", "format_paired_tests", "write_comparison"]
+
+#: Columns of ``compare.csv``: one row per label and run; the paired test (DeLong) of the
+#: run against the first run is blank on the first run's own rows.
+COMPARE_FIELDS = ["label", "run", "auroc", "auroc_ci_low", "auroc_ci_high", "threshold",
+                  "sensitivity", "specificity", "reference", "n_paired", "auroc_difference",
+                  "difference_ci_low", "difference_ci_high", "p_value"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +147,89 @@ def compare_runs(metrics_list: Sequence[Run]) -> str:
         lines.append("note: these runs may not share their test data; compare with care "
                      "(see the warnings)")
     return "\n".join(lines)
+
+
+def format_paired_tests(tests: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table of :func:`~radiolens.evaluate.paired_auroc_tests` rows."""
+    if not tests:
+        return "(no paired test: the runs share no scored cases with both classes)"
+    head = (f"{'label':<20} {'run vs reference':<30} {'n':>6} {'AUROC diff [95% CI]':>26} "
+            f"{'p':>8}")
+    lines = ["paired DeLong test of AUROC on the cases both runs scored:", head,
+             "-" * len(head)]
+    for t in tests:
+        pair = f"{t['run']} vs {t['reference']}"
+        diff = f"{t['difference']:+.3f} [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
+        lines.append(f"{t['label']:<20} {pair:<30} {t['n']:>6} {diff:>26} "
+                     f"{_p(t['p_value']):>8}")
+    return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _csv_rows(runs: Sequence[Run], tests: Sequence[Mapping[str, Any]]
+              ) -> list[dict[str, Any]]:
+    by_pair = {(t["label"], t["run"]): t for t in tests}
+    rows = []
+    labels = list(dict.fromkeys(lab for _, m in runs for lab in m.get("labels", {})))
+    for label in labels:
+        for name, metrics in runs:
+            rec = metrics.get("labels", {}).get(label)
+            if rec is None:
+                continue
+            ci = rec.get("auroc_ci") or [None, None]
+            t = by_pair.get((label, name), {})
+            rows.append({"label": label, "run": name, "auroc": rec.get("auroc"),
+                         "auroc_ci_low": ci[0], "auroc_ci_high": ci[1],
+                         "threshold": rec.get("threshold"),
+                         "sensitivity": rec.get("sensitivity"),
+                         "specificity": rec.get("specificity"),
+                         "reference": t.get("reference"), "n_paired": t.get("n"),
+                         "auroc_difference": t.get("difference"),
+                         "difference_ci_low": t.get("ci_low"),
+                         "difference_ci_high": t.get("ci_high"), "p_value": t.get("p_value")})
+    return rows
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "label"
+
+
+def write_comparison(out_dir: str | Path, runs: Sequence[Run],
+                     tests: Sequence[Mapping[str, Any]],
+                     curves: Mapping[str, Mapping[str, tuple[Any, Any]]] | None = None
+                     ) -> dict[str, Path]:
+    """Write ``compare.csv``, ``roc_<label>.png`` (overlaid ROC curves) and
+    ``compare.html`` (the table, the paired tests and the plots) into ``out_dir``.
+
+    Args:
+        out_dir: the folder to write (created).
+        runs: ``(run name, metrics.json content)`` pairs.
+        tests: rows of :func:`~radiolens.evaluate.paired_auroc_tests`.
+        curves: ``{label: {run: (y, p)}}`` for the ROC overlays (none when omitted).
+
+    Returns:
+        ``{"csv": path, "html": path, "roc_<label>": path, ...}``.
+    """
+    from radiolens.evaluate.html import render_comparison_html
+    from radiolens.evaluate.plots import plot_roc_overlay
+    from radiolens.evaluate.report import _write_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {"csv": out / "compare.csv"}
+    with written["csv"].open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COMPARE_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()}
+                         for row in _csv_rows(runs, tests))
+    plots: dict[str, Path] = {}
+    for label, by_run in (curves or {}).items():
+        plots[label] = plot_roc_overlay(by_run, out / f"roc_{_slug(label)}.png", label=label)
+        written[f"roc_{label}"] = plots[label]
+    written["html"] = out / "compare.html"
+    _write_atomic(written["html"], render_comparison_html(
+        compare_runs(runs), format_paired_tests(tests), tests, plots))
+    return written

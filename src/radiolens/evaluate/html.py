@@ -24,7 +24,7 @@ from radiolens import DISCLAIMER, __version__
 from radiolens.evaluate.plots import PLOT_KINDS
 from radiolens.evaluate.report import _write_atomic
 
-__all__ = ["render_html", "write_html_report"]
+__all__ = ["render_comparison_html", "render_html", "write_html_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _label_section(name: str, r: Mapping[str, Any],
         ["prevalence", _num(r.get("prevalence"))],
         ["AUROC [CI]", _ci(r, "auroc")],
         ["AUPRC [CI]", _ci(r, "auprc")],
-        ["operating threshold (from validation)", _num(r.get("threshold"))],
+        ["operating threshold", _num(r.get("threshold"))],
         ["accuracy", _num(r.get("accuracy"))],
         ["sensitivity", _num(r.get("sensitivity"))],
         ["specificity", _num(r.get("specificity"))],
@@ -160,18 +160,7 @@ def _label_section(name: str, r: Mapping[str, Any],
             [[f"{_num(c.get('lower'), 2)}–{_num(c.get('upper'), 2)}", _num(c.get("n")),
               _num(c.get("mean_predicted")), _num(c.get("fraction_positive"))] for c in curve]))
 
-    subgroups = r.get("subgroups", {})
-    if subgroups:
-        out.append("<h3>Subgroups</h3>")
-        out.append('<p class="note">At the operating threshold. AUROC is shown only where the '
-                   "subgroup has both classes; small subgroups give unstable estimates.</p>")
-        for table, groups in subgroups.items():
-            rows = [[_e(g), _num(s.get("n")), _num(s.get("n_positive")),
-                     _num(s.get("prevalence")), _num(s.get("auroc")),
-                     _num(s.get("sensitivity")), _num(s.get("specificity"))]
-                    for g, s in groups.items()]
-            out.append(_table([table.replace("_", " "), "n", "positives", "prevalence", "AUROC",
-                               "sensitivity", "specificity"], rows))
+    out.append(_subgroups(r.get("subgroups", {})))
 
     if plots:
         figures = []
@@ -186,9 +175,52 @@ def _label_section(name: str, r: Mapping[str, Any],
     return "\n".join(out)
 
 
+def _subgroups(subgroups: Mapping[str, Mapping[str, Any]]) -> str:
+    """The subgroup tables, or a sentence saying why there are none."""
+    out = ["<h3>Subgroups</h3>"]
+    filled = {t: g for t, g in subgroups.items() if g}
+    if not filled:
+        out.append('<p class="note">No subgroup tables: the data has no sex, age or view '
+                   "values (add sex/age/view columns to the label table).</p>")
+        return "\n".join(out)
+    out.append('<p class="note">At the operating threshold. AUROC is shown only where the '
+               "subgroup has both classes; small subgroups give unstable estimates.</p>")
+    empty = [t.replace("_", " ") for t in subgroups if t not in filled]
+    if empty:
+        out.append(f'<p class="note">No {_e(" / ".join(empty))} table: the data has no such '
+                   "values.</p>")
+    for table, groups in filled.items():
+        rows = [[_e(g), _num(s.get("n")), _num(s.get("n_positive")), _num(s.get("prevalence")),
+                 _num(s.get("auroc")), _num(s.get("sensitivity")), _num(s.get("specificity"))]
+                for g, s in groups.items()]
+        out.append(_table([table.replace("_", " "), "n", "positives", "prevalence", "AUROC",
+                           "sensitivity", "specificity"], rows))
+    return "\n".join(out)
+
+
+def _cases_phrase(data: Mapping[str, Any]) -> str:
+    """``330 cases of the 'val' split`` (or plain ``330 cases`` when the split is unknown)."""
+    split = data.get("split")
+    return f"{_num(data.get('n_cases'))} cases" + (f" of the {_e(repr(split))} split"
+                                                   if split else "")
+
+
+def _threshold_note(settings: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    """Where the operating thresholds were chosen, relative to the cases evaluated here."""
+    chosen = _e(settings.get("thresholds_chosen_on") or "a validation split")
+    if settings.get("thresholds_on_evaluated_cases"):
+        return (f"which was chosen on these same cases ({chosen}): <strong>the figures at the "
+                "threshold are optimistic</strong>; judge the model on a separate test "
+                "split")
+    split = data.get("split")
+    here = f"the {_e(repr(split))} split evaluated here" if split else "the cases evaluated here"
+    return f"which was chosen on {chosen}, not on {here}"
+
+
 def render_html(metrics: Mapping[str, Any],
                 plots: Mapping[str, Mapping[str, str | Path]] | None = None, *,
-                title: str = "radiolens evaluation report") -> str:
+                title: str = "radiolens evaluation report",
+                figures: Mapping[str, str | Path] | None = None) -> str:
     """Render the evaluation report as one self-contained HTML page.
 
     Args:
@@ -196,6 +228,8 @@ def render_html(metrics: Mapping[str, Any],
         plots: ``{label: {kind: png_path}}`` as returned by ``plot_evaluation``; embedded
             as data URIs. Files that are missing or not PNG are skipped with a warning.
         title: page title.
+        figures: model-level PNGs, ``{caption: png_path}`` (e.g. the run's learning
+            curve), shown in a "Training" section.
     """
     data = metrics.get("data", {})
     settings = metrics.get("settings", {})
@@ -205,7 +239,7 @@ def render_html(metrics: Mapping[str, Any],
     if created:
         meta.append(f"created {_e(created)}")
     if data:
-        meta.append(f"{_num(data.get('n_cases'))} test cases")
+        meta.append(_cases_phrase(data))
         if data.get("case_ids_sha256"):
             meta.append(f"case ids sha256 {_e(str(data['case_ids_sha256'])[:12])}…")
     labels = list(metrics.get("labels", {}))
@@ -222,8 +256,8 @@ def render_html(metrics: Mapping[str, Any],
         f'<p class="note">AUROC with its {level:g}% confidence interval: '
         f"{_e(settings.get('confidence_interval', 'bootstrap'))}; "
         f"{_num(settings.get('n_boot'))} resamples. Sensitivity, specificity, PPV, NPV and F1 "
-        "are at each label's operating threshold, which was chosen on the validation split, "
-        f"not on this test data; a case is positive when "
+        f"are at each label's operating threshold, {_threshold_note(settings, data)}; a "
+        "case is positive when "
         f"{_e(settings.get('positive_if', 'p >= threshold'))}.</p>",
         _summary(metrics),
     ]
@@ -233,13 +267,17 @@ def render_html(metrics: Mapping[str, Any],
     for name in labels:
         parts.append(_label_section(name, metrics["labels"][name],
                                     (plots or {}).get(name), anchors[name]))
+    shown = [img for caption, path in (figures or {}).items()
+             if (img := _image(path, caption)) is not None]
+    if shown:
+        parts.append('<h2>Training</h2><div class="plots">' + "\n".join(shown) + "</div>")
     config = metrics.get("config")
     if config:
         parts.append("<h2>Configuration</h2><details><summary>resolved configuration</summary>"
                      f"<pre>{_e(json.dumps(config, indent=2, ensure_ascii=False))}</pre>"
                      "</details>")
     if data:
-        parts.append("<h2>Test data</h2><pre>"
+        parts.append("<h2>Evaluated data</h2><pre>"
                      f"{_e(json.dumps(data, indent=2, ensure_ascii=False))}</pre>")
     parts += [
         "</main>",
@@ -251,7 +289,8 @@ def render_html(metrics: Mapping[str, Any],
 
 def write_html_report(path: str | Path, metrics: Mapping[str, Any],
                       plots: Mapping[str, Mapping[str, str | Path]] | None = None, *,
-                      title: str = "radiolens evaluation report") -> Path:
+                      title: str = "radiolens evaluation report",
+                      figures: Mapping[str, str | Path] | None = None) -> Path:
     """Write :func:`render_html` to ``path`` (or ``path/report.html`` for a directory).
 
     Returns:
@@ -260,6 +299,37 @@ def write_html_report(path: str | Path, metrics: Mapping[str, Any],
     target = Path(path)
     if target.is_dir():
         target = target / "report.html"
-    _write_atomic(target, render_html(metrics, plots, title=title))
+    _write_atomic(target, render_html(metrics, plots, title=title, figures=figures))
     logger.info("wrote %s", target)
     return target
+
+
+def render_comparison_html(table: str, paired_text: str,
+                           tests: Sequence[Mapping[str, Any]],
+                           plots: Mapping[str, str | Path]) -> str:
+    """``compare.html``: the side-by-side table, the paired tests and overlaid ROC curves."""
+    rows = [[_e(t["label"]), _e(f"{t['run']} vs {t['reference']}"), _num(t["n"]),
+             _num(t["auroc_run"]), _num(t["auroc_reference"]), _num(t["difference"]),
+             f"[{_num(t['ci_low'])}, {_num(t['ci_high'])}]", _num(t["p_value"], 4)]
+            for t in tests]
+    figures = [img for label, path in plots.items()
+               if (img := _image(path, f"ROC curves: {label}")) is not None]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>radiolens comparison</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>radiolens comparison</h1><p class=\"meta\">radiolens "
+        f"{_e(__version__)}</p></header>",
+        f'<p class="disclaimer" role="note">{_e(DISCLAIMER)}</p>',
+        "<main><h2>Side by side</h2>", f"<pre>{_e(table)}</pre>",
+        "<h2>Paired test of AUROC differences</h2>",
+        '<p class="note">DeLong\'s test on the cases both runs scored; difference = run '
+        "minus reference, with its 95% confidence interval. Many labels mean many tests: "
+        "a p-value below 0.05 for one of them is weak evidence on its own.</p>",
+        _table(["label", "runs", "n", "AUROC run", "AUROC reference", "difference",
+                "95% CI", "p"], rows) if rows else f"<p>{_e(paired_text)}</p>",
+    ]
+    if figures:
+        parts.append('<h2>ROC curves</h2><div class="plots">' + "\n".join(figures) + "</div>")
+    parts += ["</main>", "</body></html>"]
+    return "\n".join(parts) + "\n"

@@ -241,7 +241,7 @@ def _bootstrap_stats(y: FloatArray, p: FloatArray, metric: str | Metric, n_boot:
 
 def bootstrap_ci(y: ArrayLike, p: ArrayLike, metric: str | Metric = "auroc",
                  n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, *,
-                 stratified: bool = False) -> tuple[float, float]:
+                 stratified: bool = False, warn: bool = True) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``metric`` over resampled cases.
 
     By default the cases are resampled with replacement as a whole (not stratified by
@@ -262,6 +262,8 @@ def bootstrap_ci(y: ArrayLike, p: ArrayLike, metric: str | Metric = "auroc",
         alpha: 1 - confidence level (0.05 gives a 95 % interval).
         seed: seed of the resampling; the same seed gives the same interval.
         stratified: resample positives and negatives separately.
+        warn: log a warning when many resamples held one class (off for the second
+            interval over the same cases, so the warning appears once).
 
     Returns:
         ``(low, high)``, or ``(nan, nan)`` when no resample holds both classes.
@@ -278,7 +280,7 @@ def bootstrap_ci(y: ArrayLike, p: ArrayLike, metric: str | Metric = "auroc",
     skipped = stats.size - valid.size
     if skipped:
         logger.debug("bootstrap: skipped %d of %d resamples with one class", skipped, n_boot)
-    if skipped > n_boot // 10:
+    if warn and skipped > n_boot // 10:
         logger.warning(
             "bootstrap: %d of %d resamples held only one class (%d positives in %d cases); "
             "the interval is unreliable", skipped, n_boot, int(ya.sum()), ya.size)

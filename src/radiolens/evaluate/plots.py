@@ -42,8 +42,10 @@ __all__ = [
     "plot_calibration",
     "plot_confusion",
     "plot_evaluation",
+    "plot_learning_curve",
     "plot_pr",
     "plot_roc",
+    "plot_roc_overlay",
 ]
 
 logger = logging.getLogger(__name__)
@@ -264,3 +266,66 @@ def plot_evaluation(y_true: npt.ArrayLike, y_prob: npt.ArrayLike, labels: Sequen
                                           label=name, threshold=t, dpi=dpi)
         paths[name] = out
     return paths
+
+
+def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: str | Path, *,
+                        dpi: int = 100) -> Path:
+    """Training and validation loss (left axis) and validation AUROC (right) per epoch.
+
+    Args:
+        history: rows of ``history.csv`` (``epoch``, ``train_loss``, ``val_loss``,
+            ``val_auroc``; values may be strings, blank or ``nan``).
+        path: the PNG to write.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    def column(key: str) -> npt.NDArray[np.float64]:
+        return np.array([_float(row.get(key)) for row in history], dtype=np.float64)
+
+    epochs = column("epoch")
+    out = Path(path)
+    with _figure(out, dpi) as fig:
+        ax = fig.add_subplot()
+        ax.plot(epochs, column("train_loss"), "o-", color="C0", label="training loss")
+        ax.plot(epochs, column("val_loss"), "s-", color="C1", label="validation loss")
+        ax.set(xlabel="epoch", ylabel="loss", title="Learning curve")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        right = ax.twinx()
+        right.plot(epochs, column("val_auroc"), "^--", color="C2", label="validation AUROC")
+        right.set(ylabel="validation AUROC", ylim=(0.0, 1.02))
+        handles = ax.get_legend_handles_labels()
+        more = right.get_legend_handles_labels()
+        ax.legend(handles[0] + more[0], handles[1] + more[1], loc="best", fontsize="small")
+    return out
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def plot_roc_overlay(curves: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
+                     path: str | Path, *, label: str = "", dpi: int = 100) -> Path:
+    """ROC curves of several runs on one plot (``{run: (y, p)}``), AUROC in the legend.
+
+    Runs whose labels lack a class are left out with a warning.
+    """
+    out = Path(path)
+    with _figure(out, dpi) as fig:
+        ax = fig.add_subplot()
+        for k, (run, (y, p)) in enumerate(curves.items()):
+            ya, pa = _clean(y, p)
+            if not _both_classes(ya):
+                logger.warning("%s: no ROC curve for %s without both classes", run, label)
+                continue
+            fpr, tpr, _ = roc_curve(ya.astype(np.int8), pa)
+            value = float(roc_auc_score(ya.astype(np.int8), pa))
+            ax.plot(fpr, tpr, color=f"C{k % 10}", lw=2, label=f"{run}: AUROC {_fmt(value)}")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="chance")
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity",
+               ylabel="sensitivity", title=f"ROC: {label}" if label else "ROC")
+        ax.set_aspect("equal")
+        ax.legend(loc="lower right", fontsize="small")
+    return out

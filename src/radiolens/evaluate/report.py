@@ -11,11 +11,13 @@ to divide by, one class only) are ``null``, never ``NaN``::
       "data": {                          # fingerprint of the test data
         "n_cases": 1000, "labels": ["Effusion", ...],
         "case_ids_sha256": "...",        # null when no case ids were given
-        "targets_sha256": "..."
+        "targets_sha256": "...",
+        "split": "test"                  # the split evaluated, or null when not given
       },
       "settings": {"n_boot": 1000, "alpha": 0.05, "seed": 0, "n_bins": 10,
                    "confidence_interval": "...", "positive_if": "p >= threshold",
-                   "thresholds_chosen_on": "validation split"},
+                   "thresholds_chosen_on": "validation split",
+                   "thresholds_on_evaluated_cases": false},  # set by `radiolens evaluate`
       "labels": {
         "Effusion": {
           "n": 950, "n_positive": 120, "n_missing": 50, "prevalence": 0.126,
@@ -245,7 +247,8 @@ def _evaluate_label(y: npt.NDArray[np.float64], p: npt.NDArray[np.float64], thre
         "n": n, "n_positive": n_pos, "n_missing": int(y.size - n),
         "prevalence": n_pos / n if n else None,
         "auroc": auroc(y, p), "auroc_ci": list(bootstrap_ci(y, p, "auroc", n_boot, alpha, seed)),
-        "auprc": auprc(y, p), "auprc_ci": list(bootstrap_ci(y, p, "auprc", n_boot, alpha, seed)),
+        "auprc": auprc(y, p),
+        "auprc_ci": list(bootstrap_ci(y, p, "auprc", n_boot, alpha, seed, warn=False)),
         "threshold": float(threshold),
         "accuracy": conf.accuracy, "sensitivity": conf.sensitivity,
         "specificity": conf.specificity, "ppv": conf.ppv, "npv": conf.npv, "f1": conf.f1,
@@ -280,6 +283,7 @@ def evaluate_predictions(
     case_ids: Sequence[object] | None = None,
     alpha: float = 0.05,
     n_bins: int = 10,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate test-set predictions: the content of ``metrics.json`` (see the module doc).
 
@@ -299,6 +303,8 @@ def evaluate_predictions(
             :func:`~radiolens.evaluate.compare_runs` can tell whether runs share test data.
         alpha: 1 - confidence level of the intervals.
         n_bins: equal-width bins for the calibration error and reliability curve.
+        split: the name of the split these cases are (``test``, ``val``...), for the
+            report's wording; stored as ``data.split``.
 
     Returns:
         A dict of plain JSON types (no numpy types; NaN written as None).
@@ -342,7 +348,7 @@ def evaluate_predictions(
         1 for r in per_label.values() if r["auroc"] is not None and math.isfinite(r["auroc"]))
 
     result = {
-        "data": data_fingerprint(y, labels, case_ids),
+        "data": {**data_fingerprint(y, labels, case_ids), "split": split},
         "settings": {
             "n_boot": n_boot, "alpha": alpha, "seed": seed, "n_bins": n_bins,
             "age_bands": [age_band(0), *[age_band(edge) for edge in AGE_BANDS]],

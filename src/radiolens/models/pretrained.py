@@ -113,16 +113,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             return load_file(file, device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {file} as safetensors: {exc}") from exc
+    if not _looks_like_torch_file(file):
+        raise CheckpointError(f"{file}: not a PyTorch checkpoint")
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError... all mean "unusable"
-        raise CheckpointError(
-            f"cannot read {file} safely: radiolens only loads plain tensors "
-            f"(torch.load weights_only=True) and this file needs more ({exc}). Loading it "
-            "fully would run code stored in the file. If you trust its source, re-save just "
-            "the state dict in your own session, e.g. torch.save(torch.load(path, "
-            "weights_only=False)['state_dict'], 'weights.pth'), or convert it to safetensors"
-        ) from exc
+        raise CheckpointError(_unsafe_message(file, exc)) from exc
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
@@ -131,6 +127,26 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not tensors:
         raise CheckpointError(f"{file} holds no tensors; is it a model checkpoint?")
     return tensors
+
+
+def _looks_like_torch_file(file: Path) -> bool:
+    """True for a zip archive (``torch.save``) or a pickle (legacy format) by magic bytes."""
+    with file.open("rb") as fh:
+        head = fh.read(2)
+    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def _unsafe_message(file: Path, exc: BaseException) -> str:
+    """One line for a torch file that ``torch.load(weights_only=True)`` refuses."""
+    text = str(exc)
+    if "Weights only load failed" not in text:
+        return f"{file}: not a PyTorch checkpoint (or a damaged one)"
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    what = f" (it needs {found.group(1)})" if found else ""
+    return (f"{file}: holds objects other than tensors{what}; radiolens reads only plain "
+            "tensors (torch.load weights_only=True), because loading the rest would run code "
+            "stored in the file. Re-save just the state dict from a trusted copy, or convert "
+            "it to safetensors")
 
 
 def _detect_format(keys: list[str]) -> str:

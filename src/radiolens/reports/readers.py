@@ -146,6 +146,9 @@ def _read_csv(path: Path, wanted: tuple[str, ...] | None, id_field: str) -> Iter
             raise InputFormatError(f"not a readable CSV file ({exc})", str(path)) from None
         if not header:
             raise InputFormatError("is empty (no header row)", str(path))
+        if "\x00" in sample or any(_bad_text(h) for h in header):
+            raise InputFormatError("not a text CSV file (not UTF-8); re-save it as UTF-8 "
+                                   "text, or name its format with --format", str(path))
         header = [h.strip() for h in header]
         reader.fieldnames = header
         if id_field not in header:
@@ -306,6 +309,10 @@ def _parse_openi(data: bytes, where: str, fallback_id: str) -> ReportRecord:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
         return ReportRecord(fallback_id, {}, where, f"not valid XML ({exc})")
+    except (LookupError, ValueError) as exc:  # expat: an encoding it cannot decode
+        return ReportRecord(fallback_id, {}, where, (
+            f"the XML declaration names an encoding that cannot be read ({exc}); re-save "
+            'the file as UTF-8 with <?xml version="1.0" encoding="utf-8"?>'))
     uid = root.find("uId")
     rid = (uid.get("id") if uid is not None else None) or fallback_id
     fields: dict[str, str] = {}

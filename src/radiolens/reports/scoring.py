@@ -18,14 +18,32 @@ from radiolens.errors import InputFormatError
 from radiolens.findings import Certainty, parse_label
 
 __all__ = [
+    "CHEXPERT_TO_CHESTXRAY14",
     "FindingScore",
     "LabelEvaluation",
     "evaluate_labels",
     "format_evaluation",
+    "map_schema_names",
     "read_label_table",
+    "unannotated_findings",
 ]
 
 LabelTable = dict[str, dict[str, Certainty | None]]
+
+#: CheXpert observation -> the ChestX-ray14 finding it corresponds to, where one does.
+#: Lung Lesion (Mass or Nodule), Lung Opacity, Pleural Other, Enlarged Cardiomediastinum,
+#: Fracture and Support Devices have no single ChestX-ray14 counterpart. No Finding is
+#: defined alike in both schemas except that CheXpert's ignores Support Devices.
+CHEXPERT_TO_CHESTXRAY14: dict[str, str] = {
+    "Atelectasis": "Atelectasis",
+    "Cardiomegaly": "Cardiomegaly",
+    "Consolidation": "Consolidation",
+    "Edema": "Edema",
+    "Pleural Effusion": "Effusion",
+    "Pneumonia": "Pneumonia",
+    "Pneumothorax": "Pneumothorax",
+    "No Finding": "No Finding",
+}
 
 
 @dataclass(frozen=True)
@@ -57,12 +75,14 @@ class LabelEvaluation:
     reports: int
     uncertain_as: str
     missing_in_prediction: int
+    unannotated: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
         return {
             "reports": self.reports, "uncertain_as": self.uncertain_as,
             "missing_in_prediction": self.missing_in_prediction,
+            "not_annotated_in_gold": list(self.unannotated),
             "micro": asdict(self.micro), "macro": asdict(self.macro),
             "per_finding": [asdict(s) for s in self.per_finding],
         }
@@ -141,13 +161,47 @@ def _score(name: str, tp: int, fp: int, fn: int, tn: int) -> FindingScore:
     return FindingScore(name, tp, fp, fn, tn, p, r, f)
 
 
+def map_schema_names(columns: Sequence[str], table: LabelTable, target: Sequence[str]
+                     ) -> tuple[list[str], LabelTable, dict[str, str]]:
+    """Rename columns of ``table`` to the other schema's names found in ``target``.
+
+    Uses :data:`CHEXPERT_TO_CHESTXRAY14` both ways, so a ``--schema chexpert`` table can
+    be scored against ChestX-ray14-named gold (``Pleural Effusion`` as ``Effusion``) and
+    the reverse. A column is renamed only when its own name is not in ``target``.
+
+    Returns:
+        The new column list, the renamed table and the renames made (old -> new).
+    """
+    both = {**CHEXPERT_TO_CHESTXRAY14, **{v: k for k, v in CHEXPERT_TO_CHESTXRAY14.items()}}
+    wanted, present = set(target), set(columns)
+    renames = {c: both[c] for c in columns if c not in wanted and both.get(c) in wanted
+               and both[c] not in present}
+    if not renames:
+        return list(columns), table, {}
+    new_table = {rid: {renames.get(c, c): v for c, v in row.items()} for rid, row in table.items()}
+    return [renames.get(c, c) for c in columns], new_table, renames
+
+
+def unannotated_findings(gold: Mapping[str, Mapping[str, Certainty | None]],
+                         findings: Sequence[str]) -> list[str]:
+    """The ``findings`` that no gold report marks positive (or uncertain).
+
+    Such a column was never annotated by the gold's readers: its F1 is 0 by construction
+    and it would only drag the macro average down.
+    """
+    marked = {Certainty.POSITIVE, Certainty.UNCERTAIN}
+    return [f for f in findings if not any(g.get(f) in marked for g in gold.values())]
+
+
 def evaluate_labels(pred: Mapping[str, Mapping[str, Certainty | None]],
                     gold: Mapping[str, Mapping[str, Certainty | None]],
-                    findings: Sequence[str], uncertain_as: str = "negative") -> LabelEvaluation:
+                    findings: Sequence[str], uncertain_as: str = "negative", *,
+                    unannotated: Sequence[str] = ()) -> LabelEvaluation:
     """Score ``pred`` against ``gold`` on ``findings``, over the gold's report ids.
 
     A gold report missing from ``pred`` counts as all-negative and is reported in
-    ``missing_in_prediction``.
+    ``missing_in_prediction``. Findings in ``unannotated`` are scored but left out of
+    the micro and macro averages.
     """
     if uncertain_as not in ("negative", "positive"):
         raise ValueError("uncertain_as must be 'negative' or 'positive'")
@@ -169,12 +223,15 @@ def evaluate_labels(pred: Mapping[str, Mapping[str, Certainty | None]],
             else:
                 tn += 1
         scores.append(_score(f, tp, fp, fn, tn))
-    micro = _score("micro", *(sum(getattr(s, k) for s in scores) for k in ("tp", "fp", "fn", "tn")))
-    n = max(len(scores), 1)
+    averaged = [s for s in scores if s.finding not in unannotated]
+    micro = _score("micro", *(sum(getattr(s, k) for s in averaged)
+                              for k in ("tp", "fp", "fn", "tn")))
+    n = max(len(averaged), 1)
     macro = FindingScore("macro", micro.tp, micro.fp, micro.fn, micro.tn,
-                         sum(s.precision for s in scores) / n, sum(s.recall for s in scores) / n,
-                         sum(s.f1 for s in scores) / n)
-    return LabelEvaluation(tuple(scores), micro, macro, len(gold), uncertain_as, missing)
+                         sum(s.precision for s in averaged) / n,
+                         sum(s.recall for s in averaged) / n, sum(s.f1 for s in averaged) / n)
+    kept = tuple(f for f in findings if f in unannotated)
+    return LabelEvaluation(tuple(scores), micro, macro, len(gold), uncertain_as, missing, kept)
 
 
 def format_evaluation(evaluations: Iterable[LabelEvaluation]) -> str:
@@ -188,8 +245,11 @@ def format_evaluation(evaluations: Iterable[LabelEvaluation]) -> str:
     rows = list(zip(*(ev.per_finding for ev in evs), strict=True))
     for group in rows:
         line = f"{group[0].finding:<20} {group[0].support:>7}"
-        for s in group:
-            line += f" | {s.precision:>11.3f} {s.recall:>6.3f} {s.f1:>6.3f}"
+        if group[0].finding in evs[0].unannotated:
+            line += f" | not annotated in gold (no positive); {group[0].fp} predicted positive"
+        else:
+            for s in group:
+                line += f" | {s.precision:>11.3f} {s.recall:>6.3f} {s.f1:>6.3f}"
         lines.append(line)
     lines.append("-" * len(head))
     for attr in ("micro", "macro"):

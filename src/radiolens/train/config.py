@@ -36,6 +36,8 @@ class TrainConfig(BaseModel):
         None, description="keep only rows whose column matches, e.g. "
                           "{source: kermany_pneumonia}")
     skip_unreadable: bool = False
+    skip_missing: bool = Field(False, description="drop rows whose image file does not exist "
+                                                  "(with a warning) instead of stopping")
     report_labels: str | None = Field(None, description="label table from `radiolens label`, "
                                                         "for data_format report-labels")
     labels: str = "pneumonia"
@@ -62,8 +64,10 @@ class TrainConfig(BaseModel):
     cache: bool = False
     tensorboard: bool = False
     threshold_method: str = "youden"
-    limit: int | None = Field(None, ge=1, description="use at most this many images (smoke "
-                                                      "runs)")
+    limit: int | None = Field(None, ge=1, description="use at most this many training "
+                                                      "images (smoke runs)")
+    limit_val: int | None = Field(None, ge=1, description="use at most this many validation "
+                                                          "images (default: all)")
     half: bool = Field(False, description="store the weights in fp16")
     mean: float = 0.5
     std: float = 0.25

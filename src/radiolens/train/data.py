@@ -14,6 +14,9 @@ __all__ = ["load_datalist", "load_training_data"]
 
 logger = logging.getLogger(__name__)
 
+#: Fewest validation images ``train`` accepts (fewer give a meaningless AUROC and CI).
+MIN_VALIDATION_IMAGES = 10
+
 
 def load_datalist(config: TrainConfig) -> Datalist:
     """Read the data set the configuration names, in its layout (``data_format``)."""
@@ -28,25 +31,41 @@ def load_datalist(config: TrainConfig) -> Datalist:
     fmt = config.data_format
     if fmt == "table":
         return read_label_table(config.data, config.labels, images_root=config.images_root,
-                                uncertain=config.uncertain, where=config.where)
+                                uncertain=config.uncertain, where=config.where,
+                                on_missing=_on_missing(config),
+                                labels_from=_labels_origin(config))
     if fmt == "folders":
         return read_class_folders(config.data)
     if fmt == "nih":
         if config.images_root is None:
             raise ConfigError("--data-format nih needs --images-root (the images folder)")
-        return read_nih(config.data, config.images_root)
+        return read_nih(config.data, config.images_root, on_missing=_on_missing(config))
     if fmt == "chexpert":
         if config.images_root is None:
             raise ConfigError("--data-format chexpert needs --images-root (the folder that "
                               "holds CheXpert-v1.0-small/)")
-        return read_chexpert(config.data, config.images_root, uncertain=config.uncertain)
+        return read_chexpert(config.data, config.images_root, uncertain=config.uncertain,
+                             on_missing=_on_missing(config))
     if fmt == "report-labels":
         if config.report_labels is None:
             raise ConfigError("--data-format report-labels needs --report-labels "
                               "(the CSV written by `radiolens label`)")
         return read_report_labels(config.report_labels, config.data,
-                                  images_root=config.images_root, labels=config.labels)
+                                  images_root=config.images_root, labels=config.labels,
+                                  on_missing=_on_missing(config))
     raise ConfigError(f"unknown data format {fmt!r}")  # pragma: no cover - pydantic checks
+
+
+def _on_missing(config: TrainConfig) -> str:
+    return "drop" if config.skip_missing else "raise"
+
+
+def _labels_origin(config: TrainConfig) -> str:
+    """Say whether the label names were given or are the default, for error messages."""
+    if "labels" in config.model_fields_set:
+        return f"--labels {config.labels}"
+    return (f"the default --labels {config.labels} (name your label columns with "
+            "--labels COL,COL)")
 
 
 def _limit(dl: Datalist, n: int, seed: int) -> Datalist:
@@ -73,10 +92,12 @@ def load_training_data(config: TrainConfig) -> tuple[Datalist, Datalist]:
     train_dl, val_dl = split_by_patient(dl, config.val_fraction, config.seed)
     check_no_leak(train_dl, val_dl)
     if config.limit is not None:
-        n_val = max(2, round(config.limit * config.val_fraction))
         train_dl = _limit(train_dl, config.limit, config.seed)
-        val_dl = _limit(val_dl, n_val, config.seed)
-    if len(val_dl) == 0:
-        raise DatasetError("the validation split is empty; raise --val-fraction or add "
-                           "patients")
+    if config.limit_val is not None:
+        val_dl = _limit(val_dl, config.limit_val, config.seed)
+    if len(val_dl) < MIN_VALIDATION_IMAGES:
+        raise DatasetError(f"the validation split has {len(val_dl)} images; at least "
+                           f"{MIN_VALIDATION_IMAGES} are needed for a validation AUROC that "
+                           "means anything (add validation patients, raise --limit-val, "
+                           "or raise --val-fraction when the table has no split column)")
     return train_dl, val_dl

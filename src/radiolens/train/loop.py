@@ -40,9 +40,15 @@ from radiolens.data.dataset import (
 from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
 from radiolens.train.config import TrainConfig
 from radiolens.train.data import load_training_data
-from radiolens.train.state import TrainingState, load_training_state, save_training_state
+from radiolens.train.state import (
+    TrainingState,
+    completed_epochs,
+    load_training_state,
+    save_training_state,
+)
 
-__all__ = ["DEFAULT_URGENCY", "TrainResult", "predict_loaded", "resolve_device", "train"]
+__all__ = ["DEFAULT_URGENCY", "LEARNING_CURVE", "TrainResult", "predict_loaded",
+           "resolve_device", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,11 @@ DEFAULT_URGENCY: dict[str, int] = {
     "Pneumothorax": 3, "Pneumonia": 2, "pneumonia": 2, "Consolidation": 2, "Edema": 2,
     "Effusion": 2, "Mass": 2, "covid": 2, "abnormal": 1,
 }
+
+#: The learning-curve plot in a run directory (the evaluation report shows it).
+LEARNING_CURVE = "learning_curve.png"
+#: Progress lines per epoch when stderr is not a terminal (no progress bar).
+LOG_LINES_PER_EPOCH = 10
 
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_auroc", "lr", "seconds",
                   "train_images_per_s", "best"]
@@ -158,6 +169,31 @@ def _write_predictions(path: Path, items: Sequence[dict[str, Any]], labels: Sequ
                              *[f"{v:.6f}" for v in pp]])
 
 
+def _check_not_complete(run_dir: Path, epochs: int) -> None:
+    """Refuse to resume a run that has already trained ``epochs`` epochs."""
+    done = completed_epochs(run_dir / "state")
+    if done is not None and done >= epochs:
+        raise ConfigError(f"{run_dir} is already complete ({done} of {epochs} epochs); raise "
+                          "--epochs to train more, or evaluate it with `radiolens evaluate "
+                          f"--checkpoint {run_dir}`")
+
+
+def _log_every(steps_per_epoch: int) -> int:
+    """Batches between progress lines when there is no progress bar."""
+    return max(1, math.ceil(steps_per_epoch / LOG_LINES_PER_EPOCH))
+
+
+def _plot_history(history_path: Path, out: Path) -> None:
+    """Write the learning curve (loss and validation AUROC per epoch) from history.csv."""
+    from radiolens.evaluate import plot_learning_curve
+
+    with history_path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows:
+        plot_learning_curve(rows, out)
+        logger.info("wrote %s", out)
+
+
 def _tensorboard(run_dir: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -200,6 +236,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
     if run_dir.exists() and not resume and (run_dir / "history.csv").exists():
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue "
                           "it, or choose another -o")
+    if resume:
+        _check_not_complete(run_dir, config.epochs)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(
         yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
@@ -266,9 +304,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
         state = load_training_state(state_dir, model, optimizer, scheduler)
         logger.info("resuming after epoch %d (best AUROC %.4f at epoch %d)", state.epoch,
                     state.best_score, state.best_epoch)
-        if state.epoch >= config.epochs:
-            logger.info("the run already finished %d epochs; raise --epochs to train more",
-                        state.epoch)
 
     preprocessing = Preprocessing(image_size=size, channels=1, mean=config.mean,
                                   std=config.std)
@@ -278,6 +313,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
     stopped_early = False
     images_seen, train_seconds = 0, 0.0
     epoch = state.epoch
+    every = _log_every(steps_per_epoch)
     while epoch < config.epochs:
         epoch += 1
         model.train()
@@ -303,6 +339,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
             n_batches += 1
             images_seen += len(x)
             bar.set_postfix(loss=f"{running / n_batches:.4f}")
+            if not progress and n_batches % every == 0 and n_batches < steps_per_epoch:
+                logger.info("epoch %d/%d: batch %d/%d, loss %.4f", epoch, config.epochs,
+                            n_batches, steps_per_epoch, running / n_batches)
         epoch_train_s = time.perf_counter() - t0
         train_seconds += epoch_train_s
         probs, val_loss = predict_loaded(model, val_ds, device, config.batch_size * 2,
@@ -334,10 +373,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
         logger.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUROC %.4f%s (%.0f s)",
                     epoch, config.epochs, running / max(n_batches, 1), val_loss, val_auroc,
                     " *best*" if state.best_epoch == epoch else "", epoch_train_s)
-        if progress:
-            tqdm.write(f"epoch {epoch}/{config.epochs}: loss {running / max(n_batches, 1):.4f}"
-                       f"  val AUROC {val_auroc:.4f}"
-                       + ("  (best)" if state.best_epoch == epoch else ""))
         if state.epochs_without_improvement >= config.patience:
             logger.info("no better validation AUROC for %d epochs: stopping early",
                         config.patience)
@@ -345,6 +380,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
             break
     if writer is not None:
         writer.close()
+    _plot_history(history_path, run_dir / LEARNING_CURVE)
 
     # Final: the best weights, thresholds and validation metrics into model.json.
     from radiolens.models import load_run
@@ -365,7 +401,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
     validation = evaluate_predictions(y_val, probs, labels, thresholds, metadata, n_boot=500,
                                       seed=config.seed,
                                       case_ids=[it.get("id", it["image"])
-                                                for it in val_imgs.items])
+                                                for it in val_imgs.items], split="val")
+    validation["settings"]["thresholds_chosen_on"] = (
+        f"the validation split of {Path(config.data).name} ({len(val_imgs.items)} images)")
     _write_predictions(run_dir / "val_predictions.csv", val_imgs.items, labels, y_val, probs)
     seconds = time.perf_counter() - started
     speed = images_seen / train_seconds if train_seconds > 0 else 0.0

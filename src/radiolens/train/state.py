@@ -128,3 +128,12 @@ def load_training_state(folder: str | Path, model: torch.nn.Module,
                          best_epoch=int(meta.get("best_epoch", 0)),
                          epochs_without_improvement=int(meta.get("epochs_without_improvement", 0)),
                          extra=meta.get("extra", {}))
+
+
+def completed_epochs(folder: str | Path) -> int | None:
+    """Epochs a saved training state has completed, or None when there is none to read."""
+    try:
+        meta = json.loads((Path(folder) / "state.json").read_text(encoding="utf-8"))
+        return int(meta["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
