@@ -13,7 +13,9 @@ from radiolens.cli.main import main
 def test_examples_writes_every_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ex"
     assert main(["examples", str(out)]) == 0
-    assert "8 radiographs" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "8 radiographs" in out_text and "synthetic training images" in out_text
+    assert (out / "synthetic" / "labels.csv").is_file()
     rows = list(csv.DictReader((out / "images.csv").read_text("utf-8").splitlines()))
     assert len(rows) == 8 and all((out / r["image"]).is_file() for r in rows)
     assert {r["split"] for r in rows} == {"train", "val"}

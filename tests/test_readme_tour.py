@@ -49,6 +49,7 @@ def test_readme_tour_runs(tmp_path: Path) -> None:
     assert (tour / "runs" / "tiny" / "model.json").is_file()
     assert (tour / "runs" / "tiny" / "config.yaml").is_file()
     assert (tour / "eval" / "tiny" / "metrics.json").is_file()
+    assert (tour / "eval" / "kermany" / "report.html").is_file()
     scores = (tour / "scores.csv").read_text().splitlines()
     assert len(scores) == 9  # header + eight radiographs
     assert "Pneumonia" in proc.stdout or "pneumonia" in proc.stdout

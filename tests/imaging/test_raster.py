@@ -20,7 +20,7 @@ RAMP8 = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
 
 def test_8bit_grey_divides_by_255(png_file: Factory) -> None:
     img = read_image(png_file("g.png", RAMP8[:, 10:200]))
-    assert (img.source_format, img.bits, img.meta) == ("png", 8, {"mode": "L"})
+    assert (img.source_format, img.bits, img.meta["mode"]) == ("png", 8, "L")
     assert img.pixels.dtype == np.float32 and img.pixels.shape == (4, 190)
     np.testing.assert_allclose(img.pixels, RAMP8[:, 10:200] / 255.0, atol=1e-7)
 

@@ -20,7 +20,7 @@ from radiolens.receiver import (
     STATUS_OUT_OF_RESOURCES,
     DicomReceiver,
 )
-from radiolens.receiver import scp as scp_module
+from radiolens.receiver import ingest as ingest_module
 from radiolens.worklist import Instance, Job, get_study, list_instances, list_studies
 
 from ..dicomnet.synthetic import (
@@ -29,6 +29,7 @@ from ..dicomnet.synthetic import (
     RT_PLAN,
     SC,
     STORESCU,
+    free_port,
     make_dataset,
     needs_dcmtk,
     write_dicom,
@@ -169,7 +170,7 @@ def test_disk_failure_returns_failure(
     def full_disk(dest: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(dest))
 
-    monkeypatch.setattr(scp_module, "_write_atomic", full_disk)
+    monkeypatch.setattr(ingest_module, "write_atomic", full_disk)
     with pytest.raises(DicomSendError, match=f"0x{STATUS_OUT_OF_RESOURCES:04X}"):
         send_dataset(make_dataset(seed="diskfail"), _to(receiver))
     assert _count(engine, Instance) == 0
@@ -227,3 +228,119 @@ def test_receiver_never_imports_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def _storescu_debug(receiver: DicomReceiver, path: Path,
+                    called: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(STORESCU), "-d", "-aet", "STORESCU", "-aec", called or receiver.ae_title,
+         "127.0.0.1", str(receiver.port), str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_image_over_the_pixel_cap_is_refused_with_a900(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine
+) -> None:
+    # a header declaring 12000 x 12000 (the pixel data need not be there to refuse it)
+    ds = make_dataset(seed="huge")
+    ds.Rows = ds.Columns = 12000
+    path = tmp_path / "huge.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    proc = _storescu_debug(receiver, path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "0xa900" in out.lower() and "12000x12000 (144.0 MP) exceeds" in out
+    with pytest.raises(DicomSendError, match=r"0xA900: image 12000x12000 .*exceeds the 36\.0"):
+        send_dataset(ds, _to(receiver))
+    assert _count(engine, Instance) == 0
+    assert not list((tmp_path / "data").rglob("*.dcm"))
+
+
+def test_pixel_cap_is_a_receiver_setting(tmp_path: Path, engine: Engine) -> None:
+    scp = DicomReceiver(tmp_path / "data", engine, host="127.0.0.1", port=free_port(),
+                        max_pixels=63 * 64)
+    with scp:
+        with pytest.raises(DicomSendError, match=r"0xA900.*64x64.*exceeds"):
+            send_dataset(make_dataset(seed="capped", size=64), _to(scp))
+        send_dataset(make_dataset(seed="fits", size=63), _to(scp))
+    assert _count(engine, Instance) == 1
+
+
+def test_empty_pixel_data_is_refused_with_a900_and_a_reason(
+    receiver: DicomReceiver, engine: Engine
+) -> None:
+    ds = make_dataset(seed="emptypixels")
+    ds.PixelData = b""
+    with pytest.raises(DicomSendError, match="0xA900: pixel data is empty") as info:
+        send_dataset(ds, _to(receiver))
+    assert "NoneType" not in str(info.value)
+    assert _count(engine, Instance) == 0
+
+
+def test_called_ae_title_is_checked_by_default(
+    tmp_path: Path, receiver: DicomReceiver, engine: Engine
+) -> None:
+    path = write_dicom(tmp_path / "in", "called")
+    proc = _storescu_debug(receiver, path, called="SOMEONE-ELSE")
+    assert proc.returncode != 0 and "Called AE Title Not Recognized" in proc.stderr
+    assert _count(engine, Instance) == 0
+    relaxed = DicomReceiver(tmp_path / "relaxed", engine, host="127.0.0.1", port=free_port(),
+                            require_called_aet=False)
+    with relaxed:
+        proc = _storescu_debug(relaxed, path, called="SOMEONE-ELSE")
+        assert proc.returncode == 0, proc.stderr
+    assert _count(engine, Instance) == 1
+
+
+def test_receiver_logs_are_one_line_each_and_carry_no_patient_identity(
+    tmp_path: Path, receiver: DicomReceiver
+) -> None:
+    import io
+    import logging
+    import warnings
+
+    from radiolens.logsafe import install_log_filter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    install_log_filter(handler)
+    logger = logging.getLogger("radiolens.receiver")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        forged = make_dataset(seed="forged", patient_id="MRN-777")
+        forged.PatientName = "Secret^Person"
+        forged.PatientBirthDate = "19450203"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pydicom: invalid UI value
+            forged.SOPInstanceUID = "1.2.3\nCRITICAL forged line"  # pynetdicom: <= 64
+            with pytest.raises(DicomSendError, match="0xA900: invalid SOPInstanceUID"):
+                send_dataset(forged, _to(receiver))
+        good = make_dataset(seed="logged", patient_id="MRN-777")
+        good.PatientName = "Secret^Person"
+        send_dataset(good, _to(receiver))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert not any(line.startswith("CRITICAL") for line in lines)
+    refused = [line for line in lines if line.startswith("refused instance")]
+    assert len(refused) == 1 and "\\nCRITICAL forged" in refused[0]
+    assert any(line.startswith("stored instance") for line in lines)
+    for secret in ("Secret", "Person", "MRN-777", "19450203"):
+        assert secret not in text
+
+
+def test_storage_failure_comment_names_no_server_path(
+    tmp_path: Path, receiver: DicomReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(dest: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+
+    monkeypatch.setattr(ingest_module, "write_atomic", full_disk)
+    with pytest.raises(DicomSendError, match="0xA700: storage failed: No space") as info:
+        send_dataset(make_dataset(seed="nopath"), _to(receiver))
+    assert str(tmp_path) not in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,32 @@ def test_demo_runs_and_prints_the_worklist(tmp_path: Path,
                  "--dicom-port", str(free_port()), "--http-port", str(free_port())])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "priority" in out and "DEMO-001" in out and "token" in out
+    assert "priority" in out and "DEMO-001" in out
     assert out.count("scored") == 8
     assert "never replaces" in out
+    assert "curl" not in out and "http://" not in out  # the service has stopped
+    assert "the service has stopped" in out
+
+
+def test_demo_removes_its_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = main(["demo", "--exit-when-done", "--dicom-port", str(free_port()),
+                 "--http-port", str(free_port())])
+    assert code == 0, capsys.readouterr().out
+    assert list(tmp_path.glob("radiolens-demo-*")) == []
+
+
+def test_demo_says_when_it_moves_to_another_port(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from radiolens.cli.demo_triage import _free_port
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        busy = sock.getsockname()[1]
+        chosen = _free_port(busy, "DICOM")
+    assert chosen != busy
+    assert f"port {busy} is in use; using port {chosen} for DICOM" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from io import BytesIO
 
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radiolens import DISCLAIMER
-from radiolens.errors import ConfigError
-from radiolens.receiver.scp import STATUS_CANNOT_UNDERSTAND, InstanceRefused, ingest_dataset
+from radiolens.errors import ConfigError, InstanceRefused
+from radiolens.receiver import STATUS_CANNOT_UNDERSTAND, ingest_dataset
 from radiolens.serve import create_app
 from radiolens.worklist import (
     get_study,
@@ -290,6 +291,101 @@ def test_upload_size_cap(world: World) -> None:
         assert r.status_code == 413
         r = small.post("/api/upload", files={"files": ("ok.png", png_bytes(size=8))})
         assert r.status_code == 200
+
+
+def test_chunked_upload_is_capped_while_streaming(world: World) -> None:
+    # no Content-Length: the cap must be enforced as the bytes arrive, not after spooling.
+    # httpx's ASGI transport hands the app the body chunk by chunk, as a server would
+    # (Starlette's TestClient reads a generator body whole first).
+    import asyncio
+
+    import httpx
+
+    app = create_app(world.data_dir, world.engine, TOKEN, max_upload_bytes=1000,
+                     max_upload_files=1)
+    chunk, total = 64 * 1024, 64  # 4 MiB offered; the cap is 1 MiB + 1000 bytes
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield (b"--XyZ\r\nContent-Disposition: form-data; name=\"files\"; "
+               b"filename=\"big.dcm\"\r\nContent-Type: application/dicom\r\n\r\n")
+        for _ in range(total):
+            sent += 1
+            yield b"\0" * chunk
+
+    headers = {"Authorization": f"Bearer {TOKEN}",
+               "Content-Type": "multipart/form-data; boundary=XyZ"}
+
+    async def run() -> list[tuple[int, str, int]]:
+        nonlocal sent
+        out = []
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            r = await client.post("/api/upload", content=body(), headers=headers)
+            assert "content-length" not in r.request.headers
+            out.append((r.status_code, r.text, sent))
+            sent = 0  # without the token: 401 before any byte is read
+            r = await client.post("/api/upload", content=body(),
+                                  headers={"Content-Type": headers["Content-Type"]})
+            out.append((r.status_code, r.text, sent))
+        return out
+
+    (status, text, read), (no_token, _, read_no_token) = asyncio.run(run())
+    assert status == 413 and "upload too large" in text
+    assert read < total // 2, f"{read} of {total} chunks read before the 413"
+    assert (no_token, read_no_token) == (401, 0)
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as small:
+        # a declared Content-Length over the cap is still refused up front
+        r = small.post("/api/upload", content=b"\0" * (2 * 1024 * 1024),
+                       headers={"Content-Type": headers["Content-Type"]})
+        assert r.status_code == 413
+        r = small.post("/api/upload", files={"files": ("ok.png", png_bytes(size=8))})
+        assert r.status_code == 200
+    assert not list(world.data_dir.glob("dicom/*/.*.partial"))
+
+
+def test_upload_over_the_pixel_cap_is_refused_before_decoding(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import ImageFile
+
+    def no_decoding(*_: object, **__: object) -> None:
+        raise AssertionError("the upload was decoded")
+
+    png = png_bytes(size=64)
+    app = create_app(world.data_dir, world.engine, TOKEN, max_image_pixels=63 * 64)
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as capped:
+        monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+        status, [item] = _upload(capped, ("Doe_Jane_chest.png", png), patient_name="Doe^Jane")
+        assert status == 422
+        assert item["error"] == ("PNG: image 64x64 (0.0 MP) exceeds the 0.0 MP limit; a chest "
+                                 "radiograph is at most about 4300x4300: is this the right "
+                                 "file?")
+        monkeypatch.undo()
+        big = grey_dataset("P-BIG", 41)
+        big.Rows = big.Columns = 13000  # declared only: refused from the header
+        status, [item] = _upload(capped, ("big.dcm", encode(big)))
+        assert status == 422 and "13000x13000 (169.0 MP) exceeds" in item["error"]
+
+
+def test_refused_uploads_log_no_file_name_or_patient_name(
+        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="radiolens")
+    _upload(client, ("Doe_Jane_2024.png", b"\x89PNG\r\n\x1a\n" + b"0" * 50),
+            ("Roe_Richard.png", png_bytes(3)), patient_name="Doe^Jane")
+    text = caplog.text
+    assert "upload refused" in text and "upload stored" in text
+    for secret in ("Doe", "Jane", "Roe_Richard"):
+        assert secret not in text
+
+
+def test_empty_dicom_pixel_data_upload_gets_a_reason(client: TestClient) -> None:
+    ds = grey_dataset("P-EMPTY", 51)
+    ds.PixelData = b""
+    status, [item] = _upload(client, ("empty.dcm", encode(ds)))
+    assert status == 422 and item["error"] == "pixel data is empty"
 
 
 def test_docs_and_ui(client: TestClient) -> None:

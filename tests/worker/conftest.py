@@ -22,12 +22,17 @@ def store_study(tmp_path: Path) -> StoreStudy:
     engine = open_worklist(default_db_path(data_dir))
     counter = iter(range(1, 1000))
 
-    def store(*, corrupt: bool = False, patient_id: str | None = None) -> str:
+    def store(*, corrupt: bool = False, patient_id: str | None = None,
+              header: dict[str, str] | None = None, blank: bool = False) -> str:
         i = next(counter)
         rng = np.random.default_rng(i)
         pixels = (rng.random((80, 72)) * 255).astype(np.uint8)
+        if blank:
+            pixels[:] = 128
         ds = to_secondary_capture(pixels, patient_id=patient_id or f"P{i:03d}",
                                   patient_name=f"TEST^{i}", accession_number=f"A{i}")
+        for keyword, value in (header or {}).items():
+            setattr(ds, keyword, value)
         rel = Path("dicom") / str(ds.StudyInstanceUID) / f"{ds.SOPInstanceUID}.dcm"
         write_dicom_atomic(ds, data_dir / rel)
         if corrupt:

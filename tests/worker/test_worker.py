@@ -47,18 +47,19 @@ def test_scores_a_study_and_writes_outputs(tiny_model: Path, store_study: StoreS
     assert (data_dir / result.heatmap_paths["pneumonia"]).is_file()
 
 
-def test_unreadable_study_fails_after_three_attempts(tiny_model: Path,
-                                                     store_study: StoreStudy,
-                                                     tmp_path: Path) -> None:
+def test_unreadable_study_fails_at_once_with_a_relative_path(tiny_model: Path,
+                                                             store_study: StoreStudy,
+                                                             tmp_path: Path) -> None:
     uid = store_study(corrupt=True)
     data_dir = tmp_path / "data"
     worker = Worker(data_dir, model=str(tiny_model)).load()
-    for _ in range(3):
-        assert worker.run_once() is True
-    assert worker.run_once() is False
+    assert worker.run_once() is True
+    assert worker.run_once() is False  # not retried: retrying cannot make it readable
     study = get_study(open_worklist(default_db_path(data_dir)), uid)
     assert study is not None and study.status == "failed"
     assert study.error and "no readable image" in study.error
+    assert "after" not in study.error  # failed at once, not "after 3 attempts"
+    assert str(tmp_path) not in study.error and f"dicom/{uid}/" in study.error
 
 
 def _ack_listener() -> tuple[int, list[bytes], threading.Thread]:

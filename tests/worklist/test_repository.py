@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from radiolens.errors import WorklistError
@@ -255,15 +256,32 @@ def test_two_processes_never_claim_the_same_job(
     assert all(j.status == "done" and j.attempts == 1 for j in _jobs(engine))
 
 
+def _blocked_at_begin(engine: Engine, thread: threading.Thread) -> bool:
+    """Whether ``thread`` is inside SQLite's ``BEGIN IMMEDIATE`` (waiting for the lock)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return (frame is not None and frame.f_code.co_name == "do_execute"
+            and "BEGIN IMMEDIATE" in str(frame.f_locals.get("statement", "")))
+
+
 def _in_other_transaction(engine: Engine, action: Callable[[], object]) -> threading.Thread:
     """Run ``action`` in a thread and return once it waits for our uncommitted writes."""
+    began = threading.Event()
+
+    def on_begin(_conn: object) -> None:
+        if threading.current_thread() is thread:
+            began.set()
+
     thread = threading.Thread(target=action)
+    if engine.dialect.name != "postgresql":
+        event.listen(engine, "begin", on_begin, insert=True)  # runs before BEGIN IMMEDIATE
     thread.start()
     deadline = time.monotonic() + 10
     while thread.is_alive() and time.monotonic() < deadline:
         if engine.dialect.name != "postgresql":
-            time.sleep(0.3)  # SQLite: BEGIN IMMEDIATE waits (busy_timeout) for our commit
-            break
+            # SQLite: the thread has begun and sits in BEGIN IMMEDIATE (busy_timeout)
+            if began.wait(timeout=10) and _blocked_at_begin(engine, thread):
+                break
+            continue
         with engine.connect() as conn:
             waiting = conn.execute(
                 text("SELECT count(*) FROM pg_stat_activity "
@@ -272,6 +290,8 @@ def _in_other_transaction(engine: Engine, action: Callable[[], object]) -> threa
         if waiting:
             break
         time.sleep(0.01)
+    # the listener stays (removing it while the thread dispatches "begin" would break it)
+    assert thread.is_alive(), "the other transaction should wait for ours"
     return thread
 
 

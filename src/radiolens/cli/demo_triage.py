@@ -1,10 +1,16 @@
-"""The triage demo: a PACS sends example studies, radiolens scores and ranks them."""
+"""The triage demo: a PACS sends example studies, radiolens scores and ranks them.
+
+A temporary data folder is removed when the demo ends (also on Ctrl-C); a folder given
+with ``--data-dir`` is kept. A default port that is taken is replaced by a free one, and
+the demo says so.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import shutil
 import socket
 import tempfile
 from importlib import resources
@@ -14,15 +20,19 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def _free_port(preferred: int) -> int:
-    """``preferred`` when nothing listens there, else a free port from the OS."""
+def _free_port(preferred: int, what: str = "TCP") -> int:
+    """``preferred`` when nothing listens there, else a free port from the OS (said so)."""
     for port in (preferred, 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return int(s.getsockname()[1])
+            chosen = int(s.getsockname()[1])
+        if chosen != preferred:
+            print(f"radiolens demo: port {preferred} is in use; using port {chosen} for "
+                  f"{what} instead")
+        return chosen
     raise OSError("no free TCP port")
 
 
@@ -65,24 +75,41 @@ def _table(rows: list[list[str]], head: list[str]) -> str:
 
 
 def run_triage_demo(args: argparse.Namespace) -> int:
-    from radiolens import DISCLAIMER
-    from radiolens.dicomnet import send_files
+    """Run the demo; the temporary data folder never outlives it."""
     from radiolens.runtime import TriageService, load_settings
-    from radiolens.worklist import list_results, list_studies
 
     if not args.verbose:  # the table is the output; -v shows the service's log
         logging.getLogger("radiolens").setLevel(logging.WARNING)
+    dicom_port = args.dicom_port or _free_port(11112, "DICOM")
+    http_port = args.http_port or _free_port(8000, "HTTP")
+    temporary = not args.data_dir
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as on Ctrl-C
     data_dir = Path(args.data_dir) if args.data_dir else Path(
         tempfile.mkdtemp(prefix="radiolens-demo-"))
-    settings = load_settings({
-        "data_dir": data_dir, "model": args.model,
-        "dicom_port": args.dicom_port or _free_port(11112),
-        "http_port": args.http_port or _free_port(8000), "host": "127.0.0.1"})
-    service = TriageService(settings, verbose=args.verbose, quiet=not args.verbose)
-    print(f"radiolens demo: starting the triage service in {data_dir}")
-    service.start()
     try:
-        outgoing = data_dir / "demo-outgoing"
+        settings = load_settings({"data_dir": data_dir, "model": args.model,
+                                  "dicom_port": dicom_port, "http_port": http_port,
+                                  "host": "127.0.0.1"})
+        service = TriageService(settings, verbose=args.verbose, quiet=not args.verbose)
+        print(f"radiolens demo: starting the triage service in "
+              f"{'a temporary folder, ' if temporary else ''}{data_dir}")
+        service.start()
+        return _demo(args, service, settings)
+    finally:
+        if temporary:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _demo(args: argparse.Namespace, service: Any, settings: Any) -> int:
+    """Send the examples, print the worklist, then serve (or stop, with --exit-when-done)."""
+    from radiolens import DISCLAIMER
+    from radiolens.dicomnet import send_files
+    from radiolens.worklist import list_results, list_studies
+
+    try:
+        outgoing = settings.data_dir / "demo-outgoing"
         studies = make_example_studies(outgoing)
         target = f"{settings.ae_title}@127.0.0.1:{service.receiver.port}"
         print(f"sending {len(studies)} example studies to {target} by DICOM C-STORE, as a "
@@ -109,15 +136,18 @@ def run_triage_demo(args: argparse.Namespace) -> int:
                             "dataset label", "AI draft impression"]))
         failed = [u for u, s in status.items() if s != "scored"]
         print()
-        print(f"worklist: {service.url}/#token={service.token}")
-        print(f"API docs: {service.url}/docs   token: {service.token}")
-        print(f"try: curl -H 'Authorization: Bearer {service.token}' {service.url}/api/studies")
-        print(f"DICOM: send more studies with `radiolens send FILES --to {target}`")
+        if not args.exit_when_done:  # no URLs of a service that is about to stop
+            print(f"worklist: {service.url}/#token={service.token}")
+            print(f"API docs: {service.url}/docs   token: {service.token}")
+            print(f"try: curl -H 'Authorization: Bearer {service.token}' "
+                  f"{service.url}/api/studies")
+            print(f"DICOM: send more studies with `radiolens send FILES --to {target}`")
         print(f"\n{DISCLAIMER}")
         if failed:
             log.error("%d studies were not scored: %s", len(failed), ", ".join(
                 f"{u} ({status[u]})" for u in failed))
         if args.exit_when_done:
+            print("radiolens demo: done; the service has stopped")
             return 1 if failed or report.failed else 0
         print("\nserving; press Ctrl-C to stop")
         service.serve_forever()

@@ -8,7 +8,10 @@ The folder holds what the README's tour uses, so a new user needs nothing else:
   (``ATTRIBUTION.md``), with ``images.csv``, a label table (``pneumonia``, ``normal``,
   ``patient_id``, ``split``);
 * ``dicom/``: the same radiographs wrapped in DICOM with synthetic patients, as the demo
-  sends them.
+  sends them;
+* ``synthetic/``: 96 synthetic chest-like pictures with a ``pneumonia`` label a tiny CNN
+  learns in an epoch or two (``labels.csv`` with a patient-level ``split``), to try
+  ``train`` and ``evaluate`` in seconds. Never for anything clinical.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Size of the synthetic training set (a quarter of its patients form the validation split).
+SYNTHETIC_IMAGES = 96
 #: Two images (one normal, one pneumonia) form the validation split of ``images.csv``.
 _VALIDATION = {"case03.png", "case08.png"}
 
@@ -32,7 +37,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "examples", help="write example reports and radiographs to try the commands on",
         description="Write example reports (with hand-made gold labels), the eight demo "
-                    "radiographs as PNG with a label table, and the same as DICOM, into DIR.")
+                    "radiographs as PNG with a label table, the same as DICOM, and a small "
+                    "synthetic training set, into DIR.")
     p.add_argument("directory", metavar="DIR", help="folder to create (must be empty or new)")
     p.set_defaults(run=run)
 
@@ -78,6 +84,13 @@ def _write_dicom(out: Path) -> int:
     return len(made)
 
 
+def _write_synthetic(out: Path) -> int:
+    from radiolens.data import make_synthetic_dataset
+
+    make_synthetic_dataset(out / "synthetic", n=SYNTHETIC_IMAGES)
+    return SYNTHETIC_IMAGES
+
+
 def run(args: argparse.Namespace) -> int:
     from radiolens.errors import ConfigError
 
@@ -88,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     _write_reports(out)
     n_images = _write_images(out)
     n_dicom = _write_dicom(out)
-    print(f"wrote 8 example reports (+ gold labels), {n_images} radiographs (images.csv) and "
-          f"{n_dicom} DICOM studies to {out}/")
+    n_synthetic = _write_synthetic(out)
+    print(f"wrote 8 example reports (+ gold labels), {n_images} radiographs (images.csv), "
+          f"{n_dicom} DICOM studies and {n_synthetic} synthetic training images "
+          f"(synthetic/labels.csv) to {out}/")
     return 0

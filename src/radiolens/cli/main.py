@@ -17,6 +17,7 @@ from typing import NoReturn
 from radiolens import __version__
 from radiolens._suggest import did_you_mean
 from radiolens.errors import RadiolensError
+from radiolens.logsafe import install_log_filter
 
 log = logging.getLogger("radiolens")
 
@@ -32,9 +33,13 @@ COMMANDS: dict[str, str] = {
     "import-weights": "import_weights",
     "thresholds": "thresholds",
     "serve": "serve",
+    "requeue": "requeue",
     "send": "send",
+    "convert": "convert",
     "demo": "demo",
+    "deidentify": "deidentify",
     "examples": "examples",
+    "users": "users",
 }
 
 
@@ -82,6 +87,7 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(
         "%(levelname)s %(name)s: %(message)s" if verbose >= 2 else "%(message)s"))
+    install_log_filter(handler)  # one escaped, bounded line per record; no patient names
     root = logging.getLogger("radiolens")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -29,6 +29,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--send-heatmaps", action="store_true", default=None,
                    help="also send heatmap Secondary Captures")
     p.add_argument("--hl7-to", metavar="HOST:PORT", help="send ORU^R01 over MLLP")
+    p.add_argument("--memory-limit-mb", type=int, metavar="MB", help="address-space limit "
+                   "of the worker process (default 8192; 0 for none)")
     p.set_defaults(run=run)
 
 
@@ -40,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir, "db": args.db, "ae_title": args.ae_title,
         "dicom_port": args.dicom_port, "http_port": args.http_port, "host": args.host,
         "model": args.model, "policy": args.policy, "forward_to": args.forward_to,
-        "hl7_to": args.hl7_to, "send_heatmaps": args.send_heatmaps})
+        "hl7_to": args.hl7_to, "send_heatmaps": args.send_heatmaps,
+        "memory_limit_mb": args.memory_limit_mb})
     service = TriageService(settings, verbose=args.verbose, quiet=args.quiet)
+    service.install_signal_handlers()  # SIGTERM / Ctrl-C: stop every part, join the worker
     service.start()
     try:
         print(f"radiolens triage service: DICOM {settings.ae_title}@{settings.host}:"

@@ -33,8 +33,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The AE title radiolens uses when it calls a peer.
-DEFAULT_CALLING_AE = "RADIOLENS"
+#: The AE title radiolens uses when it calls a peer. It differs from the receiver's
+#: default called AE title (``RADIOLENS``), so a PACS can tell the two apart.
+DEFAULT_CALLING_AE = "RADIOLENS-SCU"
 _VERIFICATION = "1.2.840.10008.1.1"
 _MAX_CONTEXTS = 128  # an SCU may propose at most 128 presentation contexts
 _SUCCESS_OR_WARNING = {0x0000, 0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007}
@@ -208,8 +209,12 @@ def _store_many(
 def _read_header(path: Path) -> tuple[str, str]:
     try:
         ds = dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"not a readable DICOM file ({exc})") from exc
+    except InvalidDicomError as exc:  # pydicom's message ends "... Use force=True ...": no
+        raise ValueError("not a DICOM file (no DICOM file header)") from exc
+    except OSError as exc:
+        raise ValueError(f"cannot open: {exc.strerror or type(exc).__name__}") from exc
+    except (ValueError, EOFError) as exc:
+        raise ValueError("not a readable DICOM file (truncated or corrupt header)") from exc
     sop_class = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
     if not sop_class:
         raise ValueError("the file has no SOP Class UID")
@@ -269,9 +274,11 @@ def send_files(
                 report.sent.append(path)
             else:
                 report.failed.append((path, reason))
+    # the caller reports the outcome (once); here only for debugging
     for path, reason in report.failed:
-        logger.warning("not sent to %s: %s: %s", address, path, reason)
-    logger.info("sent %d file(s) to %s, %d failed", len(report.sent), address, len(report.failed))
+        logger.debug("not sent to %s: %s: %s", address, path, reason)
+    logger.debug("sent %d file(s) to %s, %d failed", len(report.sent), address,
+                 len(report.failed))
     return report
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from radiolens.drafts.model import FindingScore, StudyResult
+from radiolens.drafts.model import FindingScore, SignedRead, StudyResult
 from radiolens.drafts.text import DRAFT_HEADER, NO_ACUTE_FINDING, DraftReport, draft_report
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ __all__ = [
     "NO_ACUTE_FINDING",
     "DraftReport",
     "FindingScore",
+    "SignedRead",
     "StudyResult",
     "draft_report",
     "make_fhir_bundle",

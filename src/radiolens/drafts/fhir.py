@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from radiolens import DISCLAIMER
 from radiolens.drafts._codes import SNOMED_FINDINGS
-from radiolens.drafts.model import FindingScore, StudyResult
+from radiolens.drafts.model import FindingScore, SignedRead, StudyResult
 from radiolens.drafts.text import DraftReport, _iso_date, human_name
 from radiolens.errors import DraftError
 
@@ -64,17 +64,28 @@ def _subject(result: StudyResult, system: str | None) -> dict[str, Any]:
     return {"type": "Patient", "identifier": identifier}
 
 
+#: The reviewer's call -> v3 ObservationInterpretation (POS, NEG, IND).
+_CALL_INTERPRETATION = {"present": ("POS", "Positive"), "absent": ("NEG", "Negative"),
+                        "uncertain": ("IND", "Indeterminate")}
+
+
 def _observation(result: StudyResult, f: FindingScore, obs_id: str, subject: dict[str, Any],
-                 study_ref: dict[str, Any]) -> dict[str, Any]:
+                 study_ref: dict[str, Any], read: SignedRead | None = None) -> dict[str, Any]:
     code: dict[str, Any] = {"text": f.name}
     if f.name in SNOMED_FINDINGS:
         value, display = SNOMED_FINDINGS[f.name]
         code["coding"] = [{"system": _SNOMED, "code": value, "display": display}]
-    pos = ("POS", "Positive") if f.flagged else ("NEG", "Negative")
+    call = read.calls.get(f.name) if read is not None else None
+    if call is not None:
+        pos = _CALL_INTERPRETATION[call]
+        said = f"Radiologist's call: {call} (AI: {'flagged' if f.flagged else 'not flagged'})"
+    else:
+        pos = ("POS", "Positive") if f.flagged else ("NEG", "Negative")
+        said = f"AI call: {'flagged' if f.flagged else 'not flagged'}"
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": obs_id,
-        "status": "preliminary",
+        "status": _final_status(read) if call is not None else "preliminary",
         "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "imaging",
                                   "display": "Imaging"}]}],
         "code": code,
@@ -84,7 +95,7 @@ def _observation(result: StudyResult, f: FindingScore, obs_id: str, subject: dic
                           "code": "1"},
         "interpretation": [{"coding": [{"system": _INTERPRETATION, "code": pos[0],
                                         "display": pos[1]}],
-                            "text": f"AI call: {'flagged' if f.flagged else 'not flagged'}"}],
+                            "text": said}],
         "method": {"text": f"AI model {result.model_name} {result.model_version}"},
         "device": {"display": f"radiolens AI model {result.model_name} {result.model_version}"},
         "derivedFrom": [study_ref],
@@ -100,9 +111,20 @@ def _observation(result: StudyResult, f: FindingScore, obs_id: str, subject: dic
     return obs
 
 
+def _final_status(read: SignedRead | None) -> str:
+    if read is None:
+        return "preliminary"
+    return "amended" if read.version > 1 else "final"
+
+
 def make_fhir_bundle(result: StudyResult, draft: DraftReport, *,
-                     patient_identifier_system: str | None = None) -> dict[str, Any]:
+                     patient_identifier_system: str | None = None,
+                     read: SignedRead | None = None) -> dict[str, Any]:
     """Build a FHIR R4 collection Bundle for one study.
+
+    With ``read`` (a radiologist's signed read) the DiagnosticReport is ``final`` (or
+    ``amended`` for a later version), its text and conclusion are the reviewer's, the
+    performer is the reviewer, and each Observation carries the reviewer's call.
 
     The Bundle holds one DiagnosticReport (status ``preliminary``, category RAD, LOINC
     18748-4, conclusion = impression, presentedForm = the full draft as text/plain) and one
@@ -124,14 +146,14 @@ def make_fhir_bundle(result: StudyResult, draft: DraftReport, *,
     study_ref = {"type": "ImagingStudy", "identifier": {
         "system": _DICOM_UID, "value": f"urn:oid:{result.study_instance_uid}"}}
     key = (result.study_instance_uid, result.model_name, result.model_version,
-           result.scored_at.isoformat())
+           result.scored_at.isoformat(), *((str(read.version),) if read else ()))
     report_id = _uuid(*key, "DiagnosticReport")
-    observations = [_observation(result, f, _uuid(*key, "Observation", f.name), subject, study_ref)
-                    for f in result.findings]
+    observations = [_observation(result, f, _uuid(*key, "Observation", f.name), subject,
+                                 study_ref, read) for f in result.findings]
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": report_id,
-        "status": "preliminary",
+        "status": _final_status(read),
         "category": [{"coding": [{"system": _V2_0074, "code": "RAD", "display": "Radiology"}]}],
         "code": {"coding": [{"system": _LOINC, "code": "18748-4",
                              "display": "Diagnostic imaging study"}],
@@ -149,6 +171,14 @@ def make_fhir_bundle(result: StudyResult, draft: DraftReport, *,
             "data": base64.b64encode(draft.full_text.encode("utf-8")).decode("ascii"),
         }],
     }
+    if read is not None:
+        report["issued"] = read.signed_at.isoformat()
+        report["performer"] = [{"display": read.reviewer}]
+        report["conclusion"] = read.text.strip().splitlines()[-1][:1000]
+        report["presentedForm"] = [{
+            "contentType": "text/plain; charset=utf-8", "language": "en",
+            "title": f"Radiology report signed by {read.reviewer} (version {read.version})",
+            "data": base64.b64encode(read.text.encode("utf-8")).decode("ascii")}]
     if result.accession_number.strip():
         report["identifier"] = [{
             "type": {"coding": [{"system": _V2_0203, "code": "ACSN",

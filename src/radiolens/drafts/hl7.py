@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import uuid
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from hl7apy.parser import parse_message
 
 from radiolens import __version__
 from radiolens.drafts._codes import LOCAL_SCHEME, local_code
-from radiolens.drafts.model import StudyResult
+from radiolens.drafts.model import StudyResult, valid_dicom_date
 from radiolens.drafts.text import DraftReport, human_name
 from radiolens.errors import DicomSendError, DraftError
 
@@ -36,7 +35,6 @@ __all__ = ["make_oru", "mllp_frame", "mllp_unframe", "parse_oru", "send_mllp"]
 logger = logging.getLogger(__name__)
 
 _SB, _EB, _CR = b"\x0b", b"\x1c", b"\r"
-_DATE = re.compile(r"^\d{8}$")
 _SEXES = frozenset({"M", "F", "O", "U", "A", "N"})
 _ACK_OK = frozenset({"AA", "CA"})
 
@@ -114,7 +112,7 @@ def make_oru(result: StudyResult, draft: DraftReport, sending_app: str = "RADIOL
         pid.pid_3 = f"{_escape(result.patient_id)}^^^^MR"
         # PID-5 is required in v2.5; an image without a patient name says so plainly.
         pid.pid_5 = _pn(result.patient_name) if result.patient_name.strip() else "UNKNOWN"
-        if _DATE.match(result.patient_birth_date):
+        if valid_dicom_date(result.patient_birth_date):
             pid.pid_7 = result.patient_birth_date
         sex = result.patient_sex.strip().upper()
         if sex in _SEXES:
@@ -128,7 +126,7 @@ def make_oru(result: StudyResult, draft: DraftReport, sending_app: str = "RADIOL
             obr.obr_3 = accession  # filler order number
             obr.obr_18 = accession  # placer field 1: accession (IHE SWF)
         obr.obr_4 = "18748-4^Diagnostic imaging study^LN"
-        if _DATE.match(result.study_date):
+        if valid_dicom_date(result.study_date):
             obr.obr_7 = result.study_date
         obr.obr_19 = result.study_instance_uid  # placer field 2: study instance UID
         obr.obr_22 = _ts(result.scored_at)

@@ -14,17 +14,36 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from radiolens.errors import DraftError
 
-__all__ = ["FindingScore", "StudyResult"]
+__all__ = ["FINDING_CALLS", "FindingScore", "SignedRead", "StudyResult", "valid_dicom_date"]
+
+logger = logging.getLogger(__name__)
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def valid_dicom_date(value: str) -> bool:
+    """Whether ``value`` is a real calendar date written ``YYYYMMDD`` (DICOM DA, HL7 DT).
+
+    Example:
+        >>> valid_dicom_date("20240229"), valid_dicom_date("00000000"), valid_dicom_date("")
+        (True, False, False)
+    """
+    if len(value) != 8 or not value.isdigit():
+        return False
+    try:
+        date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,13 @@ class StudyResult:
     scored_at: datetime
 
     def __post_init__(self) -> None:
+        for name in ("patient_birth_date", "study_date"):
+            value = getattr(self, name).strip()
+            if value and not valid_dicom_date(value):  # never log the value: it is PHI
+                logger.warning("study %s: %s is not a valid YYYYMMDD date; left out of the "
+                               "outputs", self.study_instance_uid, name)
+                value = ""
+            object.__setattr__(self, name, value)
         uid = self.study_instance_uid
         if not uid or len(uid) > 64 or not _UID.match(uid):
             raise DraftError(
@@ -140,3 +166,37 @@ class StudyResult:
     def not_flagged(self) -> tuple[FindingScore, ...]:
         """The scored findings the model did not flag, sorted by name."""
         return tuple(sorted((f for f in self.findings if not f.flagged), key=lambda f: f.name))
+
+
+#: A reviewer's call on one finding.
+FINDING_CALLS: tuple[str, ...] = ("present", "absent", "uncertain")
+
+
+@dataclass(frozen=True)
+class SignedRead:
+    """A radiologist's signed read of a study: what the final SR and FHIR report carry.
+
+    Attributes:
+        reviewer: the signed-in user who signed (the verifying observer).
+        signed_at: when (timezone-aware).
+        text: the report as signed.
+        calls: finding -> ``present`` / ``absent`` / ``uncertain``.
+        version: 1 for the first read, 2 and up for amendments.
+    """
+
+    reviewer: str
+    signed_at: datetime
+    text: str
+    calls: dict[str, str]
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.reviewer.strip():
+            raise DraftError("a signed read needs the reviewer's name")
+        if not self.text.strip():
+            raise DraftError("a signed read needs the report text")
+        bad = {k: v for k, v in self.calls.items() if v not in FINDING_CALLS}
+        if bad:
+            raise DraftError(f"unknown finding calls {bad}; use {', '.join(FINDING_CALLS)}")
+        if self.signed_at.tzinfo is None:
+            raise DraftError("signed_at must be timezone-aware")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -24,11 +25,12 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from radiolens import DISCLAIMER, __version__
 from radiolens.drafts._codes import LOCAL_SCHEME, SNOMED_FINDINGS, local_code
-from radiolens.drafts.model import FindingScore, StudyResult
+from radiolens.drafts.model import FindingScore, SignedRead, StudyResult, valid_dicom_date
 from radiolens.drafts.text import DRAFT_HEADER, DraftReport, draft_report, human_name
 from radiolens.errors import DraftError
 
 __all__ = [
+    "FINAL_SR_SERIES_DESCRIPTION",
     "HEATMAP_SERIES_DESCRIPTION",
     "SR_SERIES_DESCRIPTION",
     "make_heatmap_sc",
@@ -39,6 +41,11 @@ logger = logging.getLogger(__name__)
 
 #: SeriesDescription of the SR series.
 SR_SERIES_DESCRIPTION = "radiolens AI draft (not for diagnosis)"
+#: SeriesDescription of the signed (verified) SR series.
+FINAL_SR_SERIES_DESCRIPTION = "radiolens signed report (AI-assisted)"
+#: The reviewer's call -> SCT Presence value in the signed SR.
+_CALL_CODES = {"present": codes.SCT.Present, "absent": codes.SCT.Absent,
+               "uncertain": codes.SCT.Indeterminate}
 #: SeriesDescription of the heatmap Secondary Capture series.
 HEATMAP_SERIES_DESCRIPTION = "radiolens AI heatmap (not for diagnosis)"
 
@@ -63,14 +70,23 @@ _TYPE2 = ("PatientName", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate
           "StudyTime", "AccessionNumber", "ReferringPhysicianName")
 
 
+_DATES = ("PatientBirthDate", "StudyDate")
+
+
 def _with_type2(ds: pydicom.Dataset) -> pydicom.Dataset:
-    """A shallow copy of ``ds`` with every missing Type 2 patient/study attribute empty."""
+    """A shallow copy of ``ds`` with every missing Type 2 patient/study attribute empty,
+    and invalid dates emptied (with a warning that does not show the value)."""
     missing = [kw for kw in _TYPE2 if kw not in ds]
-    if not missing:
+    bad = [kw for kw in _DATES if kw in ds and str(ds.get(kw) or "").strip()
+           and not valid_dicom_date(str(ds.get(kw)).strip())]
+    if not missing and not bad:
         return ds
     filled = ds.copy()
-    for keyword in missing:
+    for keyword in missing + bad:
         setattr(filled, keyword, "")
+    for keyword in bad:
+        logger.warning("SR source %s: %s is not a valid date; left empty",
+                       getattr(ds, "SOPInstanceUID", "?"), keyword)
     return filled
 
 
@@ -92,7 +108,12 @@ def _check_sources(result: StudyResult, sources: Sequence[pydicom.Dataset]) -> N
 
 
 def _group(result: StudyResult, f: FindingScore, sources: Sequence[pydicom.Dataset],
-           algo: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+           algo: hd.sr.AlgorithmIdentification, call: str | None = None
+           ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """One finding: the AI's certainty and threshold, and its presence (the AI's call, or
+    the reviewer's ``call`` in a signed report)."""
+    presence = (_CALL_CODES[call] if call is not None
+                else codes.SCT.Present if f.flagged else codes.SCT.Absent)
     tracking_uid = generate_uid(entropy_srcs=[result.study_instance_uid, f.name,
                                               result.model_name, result.model_version])
     return hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -107,14 +128,15 @@ def _group(result: StudyResult, f: FindingScore, sources: Sequence[pydicom.Datas
             hd.sr.Measurement(name=_THRESHOLD, value=round(f.threshold * 100.0, 4),
                               unit=codes.UCUM.Percent),
         ],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-            name=_PRESENCE, value=codes.SCT.Present if f.flagged else codes.SCT.Absent)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=_PRESENCE, value=presence)],
     )
 
 
 def make_sr(result: StudyResult, source_images: Sequence[pydicom.Dataset],
-            draft: DraftReport | None = None, *, series_number: int = 990) -> pydicom.Dataset:
-    """Build a preliminary Comprehensive SR for one study.
+            draft: DraftReport | None = None, *, series_number: int = 990,
+            read: SignedRead | None = None, previous: Sequence[pydicom.Dataset] = (),
+            organization: str = "radiolens") -> pydicom.Dataset:
+    """Build a Comprehensive SR for one study: the preliminary AI draft, or a signed read.
 
     Args:
         result: the model's result.
@@ -122,6 +144,10 @@ def make_sr(result: StudyResult, source_images: Sequence[pydicom.Dataset],
             The patient and study modules are copied from the first one.
         draft: the draft text; drafted from ``result`` when omitted.
         series_number: SeriesNumber of the new SR series.
+        read: a radiologist's signed read: the SR is then FINAL, COMPLETE and VERIFIED with
+            the reviewer as verifying observer, their text and their call per finding.
+        previous: earlier signed SRs this one amends (Predecessor Documents).
+        organization: the verifying organization of a signed SR.
 
     Returns:
         The SR dataset (Comprehensive SR Storage, Explicit VR Little Endian); write it with
@@ -141,23 +167,35 @@ def make_sr(result: StudyResult, source_images: Sequence[pydicom.Dataset],
         observer_type=codes.DCM.Device, observer_identifying_attributes=device))
     algo = hd.sr.AlgorithmIdentification(name=result.model_name, version=result.model_version)
     try:
-        groups = [_group(result, f, source_images, algo) for f in result.findings]
+        calls = read.calls if read is not None else {}
+        groups = [_group(result, f, source_images, algo, calls.get(f.name))
+                  for f in result.findings]
         report = hd.sr.MeasurementReport(observation_context=context,
                                          procedure_reported=_PLAIN_CHEST_XRAY,
                                          imaging_measurements=groups)
         root = report[0]
-        for name, value in ((codes.DCM.Findings, draft.findings_text),
-                            (codes.DCM.Impression, draft.impression),
-                            (codes.DCM.Comment, f"{DRAFT_HEADER} {draft.disclaimer}")):
+        texts: tuple[tuple[Any, str], ...]
+        if read is None:
+            texts = ((codes.DCM.Findings, draft.findings_text),
+                     (codes.DCM.Impression, draft.impression),
+                     (codes.DCM.Comment, f"{DRAFT_HEADER} {draft.disclaimer}"))
+        else:
+            texts = ((codes.DCM.Findings, read.text),
+                     (codes.DCM.Comment, _signed_comment(result, read)))
+        for name, value in texts:
             root.ContentSequence.append(hd.sr.TextContentItem(
                 name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
         sr = hd.sr.ComprehensiveSR(
             evidence=[_with_type2(ds) for ds in source_images], content=root,
             series_instance_uid=generate_uid(), series_number=series_number,
-            sop_instance_uid=generate_uid(), instance_number=1,
+            sop_instance_uid=generate_uid(), instance_number=read.version if read else 1,
             manufacturer=_MANUFACTURER, manufacturer_model_name=result.model_name[:64],
-            software_versions=_SOFTWARE, series_description=SR_SERIES_DESCRIPTION,
-            is_complete=True, is_final=False, is_verified=False,
+            software_versions=_SOFTWARE,
+            series_description=FINAL_SR_SERIES_DESCRIPTION if read else SR_SERIES_DESCRIPTION,
+            is_complete=True, is_final=read is not None, is_verified=read is not None,
+            verifying_observer_name=_person_name(read.reviewer) if read else None,
+            verifying_organization=organization if read else None,
+            previous_versions=list(previous) or None,
             transfer_syntax_uid=ExplicitVRLittleEndian)
         sr.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the draft text is not ASCII-only
     except (TypeError, ValueError, AttributeError) as exc:
@@ -166,6 +204,20 @@ def make_sr(result: StudyResult, source_images: Sequence[pydicom.Dataset],
     logger.info("built SR %s for study %s (%d findings)", sr.SOPInstanceUID,
                 result.study_instance_uid, len(groups))
     return sr
+
+
+def _person_name(user: str) -> str:
+    """A user name as a DICOM person name (family name component only)."""
+    return user.replace("^", " ").strip()[:64] or "unknown"
+
+
+def _signed_comment(result: StudyResult, read: SignedRead) -> str:
+    calls = "; ".join(f"{human_name(k)}: {v}" for k, v in read.calls.items())
+    kind = "Amended" if read.version > 1 else "Signed"
+    return (f"{kind} by {read.reviewer} at {read.signed_at.isoformat(timespec='seconds')} "
+            f"(version {read.version}). Reviewer's calls: {calls or 'none'}. AI assistance: "
+            f"model {result.model_name} {result.model_version}; the AI scores in this "
+            f"report are the model's, the calls and the text the radiologist's.")
 
 
 def _orientation(source: pydicom.Dataset) -> tuple[str, str]:

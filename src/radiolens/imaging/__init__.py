@@ -10,8 +10,10 @@ Example:
 
 from __future__ import annotations
 
+from radiolens.imaging.checks import DEFAULT_MAX_PIXELS, Refusal, check_radiograph
 from radiolens.imaging.convert import png_to_dicom, to_secondary_capture, write_dicom_atomic
 from radiolens.imaging.dicom import dicom_meta, read_dicom
+from radiolens.imaging.gate import GateLimits, assess_image, assess_xray
 from radiolens.imaging.image import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -24,10 +26,16 @@ from radiolens.imaging.raster import load_grey_array, read_raster
 from radiolens.imaging.scan import ScanReport, iter_image_files, scan_images
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "DICOM_SUFFIXES",
     "IMAGE_SUFFIXES",
+    "GateLimits",
+    "Refusal",
     "ScanReport",
     "XrayImage",
+    "assess_image",
+    "assess_xray",
+    "check_radiograph",
     "detect_format",
     "dicom_meta",
     "has_dicom_preamble",

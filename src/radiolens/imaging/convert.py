@@ -11,11 +11,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 from datetime import datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from radiolens import __version__
+from radiolens._fs import write_atomic
 from radiolens.errors import ImageReadError, InputFormatError, MissingDependencyError
 from radiolens.imaging.image import detect_format
 
@@ -73,8 +74,9 @@ def _check_text(name: str, value: str, max_len: int) -> str:
     if not isinstance(value, str):
         raise InputFormatError(f"{name} must be a string, got {type(value).__name__}")
     if len(value) > max_len or "\\" in value:
+        # the value itself is not repeated: it may be a patient's name, and errors are logged
         raise InputFormatError(
-            f"{name} {value!r} is not a valid DICOM value (at most {max_len} characters, no "
+            f"{name} is not a valid DICOM value (at most {max_len} characters, no "
             "backslash)")
     return value
 
@@ -211,8 +213,9 @@ def to_secondary_capture(
 def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str]) -> Path:
     """Write ``ds`` to ``path`` so that readers never see a half-written file.
 
-    The dataset is written to ``path + ".partial"``, flushed to disk, then renamed over
-    ``path``. Missing parent folders are created.
+    The dataset is encoded in memory, then written with :func:`radiolens._fs.write_atomic`
+    (a unique temporary file in the same folder, fsync, rename, fsync of the folder).
+    Missing parent folders are created.
 
     Args:
         ds: a dataset with file meta information.
@@ -221,20 +224,9 @@ def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str]) -> Path:
     Returns:
         The destination path.
     """
-    dst = Path(path)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
-    try:
-        with tmp.open("wb") as fh:
-            pydicom.dcmwrite(fh, ds, enforce_file_format=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return dst
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return write_atomic(path, buffer.getvalue())
 
 
 def png_to_dicom(src_png: str | os.PathLike[str], dst_dcm: str | os.PathLike[str],
@@ -266,5 +258,5 @@ def png_to_dicom(src_png: str | os.PathLike[str], dst_dcm: str | os.PathLike[str
     arr, mode = load_grey_array(src)
     ds = to_secondary_capture(arr, **kwargs)
     out = write_dicom_atomic(ds, dst_dcm)
-    logger.info("%s (%s %s) -> %s", src, fmt, mode, out)
+    logger.debug("%s (%s %s) -> %s", src, fmt, mode, out)
     return out

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from radiolens.errors import ImageReadError, MissingDependencyError
+from radiolens.errors import DicomElementError, ImageReadError, MissingDependencyError
+from radiolens.imaging.checks import DEFAULT_MAX_PIXELS, check_pixel_count, check_radiograph
+from radiolens.imaging.elements import element_value, transfer_syntax_uid
 from radiolens.imaging.image import XrayImage
 
 try:
@@ -67,13 +69,20 @@ def dicom_meta(ds: Dataset) -> dict[str, Any]:
     Returns:
         A dict with the keys listed in :class:`~radiolens.imaging.XrayImage` (``VOI`` is
         ``None`` here; :func:`read_dicom` sets it).
+
+    Raises:
+        DicomElementError: one of those elements cannot be decoded, or the transfer
+            syntax is not one (the pixel spacings, which are optional, are ignored with
+            a warning instead).
     """
-    meta: dict[str, Any] = {kw: _str_or_none(ds.get(kw)) for kw in _META_KEYWORDS}
-    file_meta = getattr(ds, "file_meta", None)
-    tsyntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
-    meta["TransferSyntaxUID"] = _str_or_none(tsyntax)
+    meta: dict[str, Any] = {kw: _str_or_none(element_value(ds, kw)) for kw in _META_KEYWORDS}
+    meta["TransferSyntaxUID"] = _str_or_none(transfer_syntax_uid(ds))
     for kw in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(kw)
+        try:
+            value = element_value(ds, kw)
+        except DicomElementError as exc:
+            logger.warning("ignoring %s: %s", kw, exc.detail)
+            continue
         if value is not None:
             try:
                 meta[kw] = (float(value[0]), float(value[1]))
@@ -83,32 +92,33 @@ def dicom_meta(ds: Dataset) -> dict[str, Any]:
     return meta
 
 
-def _check_supported(ds: Dataset, p: Path) -> None:
-    if "PixelData" not in ds:
-        extra = ("float or double pixel data is not supported"
-                 if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds else
-                 "it is probably a structured report, presentation state or other non-image "
-                 "object (or not DICOM at all)")
-        raise ImageReadError(f"{p}: DICOM file has no pixel data (PixelData); {extra}; "
-                             "pass the image file of the study instead")
-    frames = ds.get("NumberOfFrames")
-    try:
-        n_frames = int(frames) if frames not in (None, "") else 1
-    except (TypeError, ValueError):
-        n_frames = 1
-    if n_frames > 1:
-        raise ImageReadError(
-            f"{p}: multi-frame DICOM ({n_frames} frames) is not supported; radiolens reads "
-            "single-frame radiographs: split the frames into separate files first")
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
-    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ImageReadError(
-            f"{p}: colour DICOM (SamplesPerPixel={samples}, PhotometricInterpretation="
-            f"{photometric or 'missing'}) is not supported; radiolens reads greyscale "
-            "(MONOCHROME1/MONOCHROME2) radiographs: send the original greyscale image")
-    file_meta = getattr(ds, "file_meta", None)
-    tsyntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
+_HINTS = {
+    "no pixel data": "it is probably a structured report, presentation state or other "
+                     "non-image object (or not DICOM at all); pass the image file of the "
+                     "study instead",
+    "float pixel data is not supported": "send an integer-valued radiograph",
+    "multi-frame": "radiolens reads single-frame radiographs: split the frames into separate "
+                   "files first",
+    "not greyscale": "radiolens reads greyscale (MONOCHROME1/MONOCHROME2) radiographs: send "
+                     "the original greyscale image",
+    "exceeds": "a chest radiograph is at most about 4300x4300: is this the right file?",
+}
+
+
+def _check_supported(ds: Dataset, p: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    refusal = check_radiograph(ds, max_pixels=max_pixels)
+    if refusal is not None:
+        reason = f"DICOM {refusal.reason}"
+        if refusal.reason.startswith("not greyscale"):  # say which attributes, as before
+            samples = element_value(ds, "SamplesPerPixel", 1)
+            photometric = str(element_value(ds, "PhotometricInterpretation", "") or "").strip()
+            reason = (f"colour DICOM (SamplesPerPixel={samples}, PhotometricInterpretation="
+                      f"{photometric or 'missing'}) is not supported")
+        hint = next((h for key, h in _HINTS.items() if key in refusal.reason),
+                    "the file is truncated or corrupt, or its image attributes are "
+                    "inconsistent: re-copy or re-send it")
+        raise ImageReadError(f"{p}: {reason}; {hint}")
+    tsyntax = transfer_syntax_uid(ds)
     if tsyntax is not None and tsyntax.is_compressed:
         try:
             decoder = get_decoder(tsyntax)
@@ -139,13 +149,13 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
 
 def _honour_bits_stored(arr: npt.NDArray[Any], ds: Dataset) -> npt.NDArray[Any]:
     """Mask (unsigned) or sign-extend (signed) the high bits above *Bits Stored*."""
-    allocated = int(ds.get("BitsAllocated", arr.dtype.itemsize * 8) or 0)
-    stored = int(ds.get("BitsStored", allocated) or allocated)
+    allocated = int(element_value(ds, "BitsAllocated", arr.dtype.itemsize * 8) or 0)
+    stored = int(element_value(ds, "BitsStored", allocated) or allocated)
     if not 0 < stored < allocated or arr.dtype.kind not in "iu":
         return arr
     mask = (1 << stored) - 1
     values = arr.astype(np.int64) & mask
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+    if int(element_value(ds, "PixelRepresentation", 0) or 0) == 1:
         sign = 1 << (stored - 1)
         values = (values ^ sign) - sign
     return values
@@ -160,12 +170,34 @@ def _minmax(arr: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
     return ((arr - lo) / (hi - lo)).astype(np.float32)
 
 
-def read_dicom(path: str | Path, force: bool = False) -> XrayImage:
+def _check_size_first(p: Path, force: bool, max_pixels: int) -> None:
+    """Refuse an image over the pixel cap from its header, before its pixels are read.
+
+    A header that cannot be read is left to the full read, which reports what is wrong.
+    """
+    try:
+        head = pydicom.dcmread(p, force=force, stop_before_pixels=True)
+    except Exception:  # the full read below reports what is wrong
+        return
+    if "Rows" in head and "Columns" in head:
+        try:
+            rows, columns = element_value(head, "Rows"), element_value(head, "Columns")
+        except DicomElementError:  # check_radiograph, after the full read, reports it
+            return
+        too_big = check_pixel_count(rows, columns, max_pixels)
+        if too_big is not None and too_big.kind == "too-large":
+            raise ImageReadError(f"{p}: DICOM {too_big.reason}; {_HINTS['exceeds']}")
+
+
+def read_dicom(path: str | Path, force: bool = False, *,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> XrayImage:
     """Read a single-frame greyscale DICOM radiograph.
 
     Args:
         path: the DICOM file.
         force: read a file without the ``DICM`` preamble (pydicom's ``force=True``).
+        max_pixels: refuse images whose Rows x Columns exceed this, from the header,
+            before the pixel data is read or decoded.
 
     Returns:
         The image, ``float32`` pixels in [0, 1], bright bone (MONOCHROME2 convention);
@@ -173,10 +205,12 @@ def read_dicom(path: str | Path, force: bool = False) -> XrayImage:
         :class:`~radiolens.imaging.XrayImage`.
 
     Raises:
-        ImageReadError: no pixel data, multi-frame, colour, compressed without a
-            decoder, truncated or otherwise corrupt; the message names the file.
+        ImageReadError: no pixel data, multi-frame, colour, over the pixel cap,
+            compressed without a decoder, truncated or otherwise corrupt; the message
+            names the file.
     """
     p = Path(path)
+    _check_size_first(p, force, max_pixels)
     try:
         ds = pydicom.dcmread(p, force=force)
     except InvalidDicomError as exc:
@@ -189,7 +223,20 @@ def read_dicom(path: str | Path, force: bool = False) -> XrayImage:
         raise ImageReadError(f"{p}: not a DICOM file (no DICM marker and no DICOM elements "
                              "recognised); check the file")
     _ensure_transfer_syntax(ds)
-    _check_supported(ds, p)
+    try:
+        return _to_image(ds, p, max_pixels)
+    except DicomElementError as exc:  # the one place an undecodable element is translated
+        raise ImageReadError(f"{p}: {exc}") from None
+
+
+def _to_image(ds: Dataset, p: Path, max_pixels: int) -> XrayImage:
+    """Check, decode and transform a read dataset (see :func:`read_dicom`).
+
+    Raises:
+        ImageReadError: as :func:`read_dicom`.
+        DicomElementError: an element it reads cannot be decoded.
+    """
+    _check_supported(ds, p, max_pixels)
     meta = dicom_meta(ds)
     try:
         raw = ds.pixel_array
@@ -203,24 +250,27 @@ def read_dicom(path: str | Path, force: bool = False) -> XrayImage:
                              f"{raw.shape}; radiolens reads single-frame greyscale radiographs")
     try:
         arr = _honour_bits_stored(raw, ds)
+        if arr.size and np.asarray(arr).dtype.kind in "iu":
+            meta["stored_range"] = (int(arr.min()), int(arr.max()))
         arr = apply_modality_lut(arr, ds)
-        if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
+        if "VOILUTSequence" in ds and len(element_value(ds, "VOILUTSequence") or ()) > 0:
             meta["VOI"] = "lut"
-        elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        elif (element_value(ds, "WindowCenter") is not None
+              and element_value(ds, "WindowWidth") is not None):
             meta["VOI"] = "window"
         if meta["VOI"] is not None:
             arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True)
         values = np.asarray(arr, dtype=np.float64)
-        if ds.PhotometricInterpretation == "MONOCHROME1":
+        if element_value(ds, "PhotometricInterpretation") == "MONOCHROME1":
             values = -values
         pixels = _minmax(values)
-    except ImageReadError:
+    except (ImageReadError, DicomElementError):
         raise
     except Exception as exc:
         raise ImageReadError(
             f"{p}: cannot apply the DICOM grey-scale transforms ({type(exc).__name__}: "
             f"{exc}); the rescale, LUT or window attributes are malformed") from None
-    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
+    bits = int(element_value(ds, "BitsStored", element_value(ds, "BitsAllocated", 16)) or 16)
     logger.debug("%s: read DICOM %dx%d, %d bits, VOI=%s", p, pixels.shape[1], pixels.shape[0],
                  bits, meta["VOI"])
     return XrayImage(pixels=pixels, source_format="dicom", bits=bits, meta=meta)

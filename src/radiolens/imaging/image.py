@@ -49,6 +49,8 @@ class XrayImage:
             ``str`` or ``None`` when absent), ``PixelSpacing`` / ``ImagerPixelSpacing``
             (``(row, column)`` in mm, only when present) and ``VOI`` (``"lut"``,
             ``"window"`` or ``None``: what was applied). PNG/JPEG: ``mode`` (Pillow's).
+            Both: ``stored_range``, the smallest and largest stored value (what the
+            input gate, :func:`~radiolens.imaging.gate.assess_image`, checks).
 
     Example:
         >>> img = read_image("chest.dcm")                      # doctest: +SKIP
@@ -134,7 +136,7 @@ def detect_format(path: str | Path) -> tuple[str, bool]:
     return fmt, False
 
 
-def read_image(path: str | Path) -> XrayImage:
+def read_image(path: str | Path, *, max_pixels: int | None = None) -> XrayImage:
     """Read a DICOM, PNG or JPEG radiograph.
 
     DICOM goes through the DICOM grey-scale pipeline (modality LUT or rescale, then the
@@ -143,8 +145,14 @@ def read_image(path: str | Path) -> XrayImage:
     radiolens development data were made); colour is converted to grey (ITU-R 601
     luma) with transparency composited onto black. See :class:`XrayImage`.
 
+    Images larger than ``max_pixels`` (Rows x Columns, or width x height) are refused
+    from the file header, before anything is decoded, so a small file declaring a huge
+    image cannot exhaust memory.
+
     Args:
         path: the image file.
+        max_pixels: the pixel cap; None for
+            :data:`~radiolens.imaging.checks.DEFAULT_MAX_PIXELS` (36 megapixels).
 
     Returns:
         The image, with pixels in [0, 1] (a constant image reads as all zeros).
@@ -152,14 +160,18 @@ def read_image(path: str | Path) -> XrayImage:
     Raises:
         ImageReadError: the file is missing, empty, truncated, corrupt, or of a kind
             radiolens does not support (multi-frame or colour DICOM, a compressed
-            transfer syntax without a decoder, no pixel data); the message names the file.
+            transfer syntax without a decoder, no pixel data, over the pixel cap); the
+            message names the file.
     """
+    from radiolens.imaging.checks import DEFAULT_MAX_PIXELS
+
+    cap = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     p = Path(os.fspath(path))
     fmt, has_preamble = detect_format(p)
     if fmt == "dicom":
         from radiolens.imaging.dicom import read_dicom
 
-        return read_dicom(p, force=not has_preamble)
+        return read_dicom(p, force=not has_preamble, max_pixels=cap)
     from radiolens.imaging.raster import read_raster
 
-    return read_raster(p, fmt)
+    return read_raster(p, fmt, max_pixels=cap)

@@ -9,12 +9,15 @@ composited onto black. Truncated or corrupt files raise
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
 from radiolens.errors import ImageReadError, MissingDependencyError
+from radiolens.imaging.checks import DEFAULT_MAX_PIXELS, check_pixel_count
 from radiolens.imaging.image import XrayImage
 
 try:
@@ -25,6 +28,12 @@ except ImportError:  # pragma: no cover - depends on the install
 __all__ = ["load_grey_array", "read_raster"]
 
 _EXIF_ORIENTATION = 0x0112
+
+# Pillow's own guard against decompression bombs (it warns above MAX_IMAGE_PIXELS and
+# refuses above twice that), kept no looser than radiolens's pixel cap. Every read here
+# checks the cap itself from the header first; this is the backstop for other callers.
+if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > DEFAULT_MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +71,45 @@ def _grey_from_8bit(img: Image.Image) -> npt.NDArray[np.float64]:
     return np.asarray(rgb @ _LUMA, dtype=np.float64)
 
 
-def load_grey_array(path: str | Path) -> tuple[npt.NDArray[np.uint8] | npt.NDArray[np.uint16],
-                                               str]:
+def load_grey_array(
+    path: str | Path | IO[bytes],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> tuple[npt.NDArray[np.uint8] | npt.NDArray[np.uint16], str]:
     """Decode a PNG or JPEG to an integer greyscale array, keeping its bit depth.
 
     Colour is converted to grey (ITU-R 601 luma, rounded) with transparency composited onto
     black; 16-bit greyscale PNG keeps its stored values. An EXIF orientation tag (photos of
     films taken with a phone) is applied, so the array is upright as viewers show it.
 
+    The image size is read from the file header first: an image of more than
+    ``max_pixels`` pixels is refused before anything is decoded.
+
     Args:
-        path: the PNG or JPEG file.
+        path: the PNG or JPEG file, or a binary file object holding one.
+        max_pixels: the pixel cap (width x height).
+        name: how messages name the image (default: the path; ``"image"`` for a file
+            object).
 
     Returns:
         ``(array, mode)``: a ``uint8`` (8-bit sources) or ``uint16`` (16-bit PNG) array of
         shape ``(H, W)`` and Pillow's mode of the file.
 
     Raises:
-        ImageReadError: the file is unreadable, truncated or corrupt.
+        ImageReadError: the file is unreadable, truncated, corrupt or over the pixel cap.
     """
-    p = Path(path)
+    p = name or (str(path) if isinstance(path, (str, Path)) else "image")
     try:
-        with Image.open(p) as opened:
+        with warnings.catch_warnings():  # the size is checked just below, against our cap
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened:
+            width, height = opened.size  # from the header: nothing decoded yet
+            too_big = check_pixel_count(height, width, max_pixels)
+            if too_big is not None:
+                raise ImageReadError(f"{p}: {too_big.reason}; a chest radiograph is at most "
+                                     "about 4300x4300: is this the right file?")
             opened.load()
             img: Image.Image = opened
             if opened.getexif().get(_EXIF_ORIENTATION, 1) != 1:
@@ -105,8 +132,11 @@ def load_grey_array(path: str | Path) -> tuple[npt.NDArray[np.uint8] | npt.NDArr
         raise ImageReadError(
             f"{p}: Pillow cannot identify this image; the file is corrupt or not a PNG/JPEG: "
             "re-export it") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{p}: image is implausibly large for a radiograph ({exc})") from None
+    except Image.DecompressionBombError:  # Pillow's backstop, at twice its MAX_IMAGE_PIXELS
+        raise ImageReadError(
+            f"{p}: image exceeds the {max_pixels / 1e6:.1f} MP limit by far (refused from "
+            "its header as a possible decompression bomb); a chest radiograph is at most "
+            "about 4300x4300: is this the right file?") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(
             f"{p}: cannot decode the image ({exc}); the file is truncated or corrupt: "
@@ -121,12 +151,13 @@ def _minmax(arr: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return (arr - lo) / (hi - lo)
 
 
-def read_raster(path: str | Path, fmt: str) -> XrayImage:
+def read_raster(path: str | Path, fmt: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> XrayImage:
     """Read a PNG or JPEG radiograph into an :class:`~radiolens.imaging.XrayImage`.
 
     Args:
         path: the image file.
         fmt: ``"png"`` or ``"jpeg"`` (from :func:`~radiolens.imaging.detect_format`).
+        max_pixels: the pixel cap, checked before decoding.
 
     Returns:
         The image with ``float32`` pixels in [0, 1]; ``meta`` holds Pillow's ``mode``.
@@ -135,7 +166,7 @@ def read_raster(path: str | Path, fmt: str) -> XrayImage:
         ImageReadError: the file is unreadable, truncated or corrupt.
     """
     p = Path(path)
-    arr, mode = load_grey_array(p)
+    arr, mode = load_grey_array(p, max_pixels=max_pixels)
     if arr.dtype == np.uint16:
         pixels = _minmax(arr.astype(np.float64))
         bits = 16
@@ -144,4 +175,4 @@ def read_raster(path: str | Path, fmt: str) -> XrayImage:
         bits = 8
     logger.debug("%s: read %s %s image %dx%d", p, fmt, mode, arr.shape[1], arr.shape[0])
     return XrayImage(pixels=pixels.astype(np.float32), source_format=fmt, bits=bits,
-                     meta={"mode": mode})
+                     meta={"mode": mode, "stored_range": (int(arr.min()), int(arr.max()))})

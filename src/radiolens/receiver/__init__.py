@@ -1,6 +1,8 @@
 """The DICOM receiver: a Storage SCP that stores radiographs and queues them for scoring.
 
-Needs pydicom, pynetdicom and SQLAlchemy; never imports torch.
+Needs pydicom, pynetdicom and SQLAlchemy; never imports torch. The checks and the
+storing live in :mod:`radiolens.receiver.ingest` (no pynetdicom), which HTTP uploads
+call too.
 
 Example:
     >>> from radiolens.receiver import DicomReceiver
@@ -10,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
-from radiolens.receiver.scp import (
+from radiolens.errors import InstanceRefused
+from radiolens.receiver.ingest import (
     CR_IMAGE_STORAGE,
+    DEFAULT_MAX_PIXELS,
     DEFAULT_SOP_CLASSES,
     DX_PRESENTATION_STORAGE,
     DX_PROCESSING_STORAGE,
@@ -22,14 +26,15 @@ from radiolens.receiver.scp import (
     STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILED,
     STATUS_SUCCESS,
-    DicomReceiver,
-    InstanceRefused,
+    check_radiograph,
     ingest_dataset,
     instance_meta,
 )
+from radiolens.receiver.scp import DicomReceiver
 
 __all__ = [
     "CR_IMAGE_STORAGE",
+    "DEFAULT_MAX_PIXELS",
     "DEFAULT_SOP_CLASSES",
     "DX_PRESENTATION_STORAGE",
     "DX_PROCESSING_STORAGE",
@@ -42,6 +47,7 @@ __all__ = [
     "STATUS_SUCCESS",
     "DicomReceiver",
     "InstanceRefused",
+    "check_radiograph",
     "ingest_dataset",
     "instance_meta",
 ]

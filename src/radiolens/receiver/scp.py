@@ -5,31 +5,43 @@ single-frame greyscale radiograph of an accepted SOP class), writes the file
 atomically to ``data_dir/dicom/<StudyInstanceUID>/<SOPInstanceUID>.dcm``, records it in
 the worklist and only then answers success, so a sender never believes an image is
 safe when it is not. Errors become DICOM status codes; the server keeps serving.
-It never imports torch: scoring happens in the worker.
+It never imports torch: scoring happens in the worker. The checks and the storing are
+:func:`radiolens.receiver.ingest.ingest_dataset`, shared with HTTP uploads.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
+import ssl
 import threading
-import uuid
 from collections.abc import Sequence
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from pydicom import Dataset, dcmwrite
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom import Dataset
 from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 
-from radiolens.errors import RadiolensError, WorklistError
-from radiolens.worklist import default_db_path, open_worklist, record_instance
+from radiolens.errors import ConfigError, InstanceRefused, WorklistError
+from radiolens.receiver.ingest import (
+    CR_IMAGE_STORAGE,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_SOP_CLASSES,
+    DX_PRESENTATION_STORAGE,
+    DX_PROCESSING_STORAGE,
+    SECONDARY_CAPTURE_STORAGE,
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_DECODE_FAILED,
+    STATUS_MISMATCH,
+    STATUS_OUT_OF_RESOURCES,
+    STATUS_PROCESSING_FAILED,
+    STATUS_SUCCESS,
+    ingest_dataset,
+    instance_meta,
+)
+from radiolens.worklist import default_db_path, open_worklist
 
 __all__ = [
     "CR_IMAGE_STORAGE",
@@ -51,227 +63,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
-DX_PRESENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
-DX_PROCESSING_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1.1"
-SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 VERIFICATION = "1.2.840.10008.1.1"
-#: Single-frame SOP classes accepted by default (the multi-frame SC classes are not).
-DEFAULT_SOP_CLASSES: tuple[str, ...] = (
-    CR_IMAGE_STORAGE,
-    DX_PRESENTATION_STORAGE,
-    DX_PROCESSING_STORAGE,
-    SECONDARY_CAPTURE_STORAGE,
-)
-
-STATUS_SUCCESS = 0x0000
-#: Storage failed (disk or database): the sender should retry later.
-STATUS_OUT_OF_RESOURCES = 0xA700
-#: The dataset lacks what its SOP class requires (UIDs, pixel data) or is truncated.
-STATUS_MISMATCH = 0xA900
-#: A valid image radiolens cannot score (colour, multi-frame).
-STATUS_CANNOT_UNDERSTAND = 0xC001
-#: The dataset could not be decoded.
-STATUS_DECODE_FAILED = 0xC210
-#: An unexpected error in the receiver.
-STATUS_PROCESSING_FAILED = 0xC211
-
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-class InstanceRefused(RadiolensError, ValueError):
-    """A DICOM instance radiolens refuses to store, with the DICOM status to answer.
-
-    Attributes:
-        status: the C-STORE failure status (e.g. :data:`STATUS_CANNOT_UNDERSTAND`).
-        reason: what is wrong with the instance, for the sender or the uploader.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def instance_meta(ds: Dataset) -> dict[str, Any]:
-    """Return the worklist fields of a dataset (see :func:`radiolens.worklist.record_instance`)."""
-
-    def text(keyword: str) -> str | None:
-        value = ds.get(keyword)
-        return str(value).strip() or None if value is not None else None
-
-    return {
-        "sop_instance_uid": text("SOPInstanceUID"),
-        "study_instance_uid": text("StudyInstanceUID"),
-        "series_instance_uid": text("SeriesInstanceUID"),
-        "sop_class_uid": text("SOPClassUID"),
-        "patient_id": text("PatientID"),
-        "patient_name": text("PatientName"),
-        "patient_sex": text("PatientSex"),
-        "patient_birth_date": text("PatientBirthDate"),
-        "accession_number": text("AccessionNumber"),
-        "study_date": text("StudyDate"),
-        "modality": text("Modality"),
-        "study_description": text("StudyDescription"),
-    }
-
-
-def _check_uid(ds: Dataset, keyword: str) -> str:
-    value = str(ds.get(keyword, "")).strip()
-    if not value:
-        raise InstanceRefused(STATUS_MISMATCH, f"no {keyword}")
-    if len(value) > 64 or not _UID.match(value):
-        raise InstanceRefused(STATUS_MISMATCH, f"invalid {keyword} {value[:70]!r}")
-    return value
-
-
-def _validate(ds: Dataset, accepted: frozenset[str], transfer_syntax: str) -> None:
-    """Raise :class:`InstanceRefused` unless ``ds`` is a single-frame greyscale image we accept."""
-    sop_class = str(ds.get("SOPClassUID", "")).strip()
-    if sop_class not in accepted:
-        raise InstanceRefused(STATUS_MISMATCH, f"SOP class {sop_class or '(none)'} not accepted")
-    _check_uid(ds, "StudyInstanceUID")
-    _check_uid(ds, "SOPInstanceUID")
-    if "PixelData" not in ds:
-        raise InstanceRefused(STATUS_MISMATCH, "no pixel data")
-    frames = ds.get("NumberOfFrames", 1)
-    try:
-        frames = int(frames or 1)
-    except (TypeError, ValueError):
-        raise InstanceRefused(STATUS_MISMATCH, f"invalid NumberOfFrames {frames!r}") from None
-    if frames != 1:
-        raise InstanceRefused(STATUS_CANNOT_UNDERSTAND, f"multi-frame image ({frames} frames)")
-    samples = ds.get("SamplesPerPixel", 1)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise InstanceRefused(
-            STATUS_CANNOT_UNDERSTAND,
-            f"not greyscale ({photometric or 'no photometric'}, {samples} samples/pixel)",
-        )
-    rows, columns, bits = ds.get("Rows"), ds.get("Columns"), ds.get("BitsAllocated")
-    if not rows or not columns or not bits:
-        raise InstanceRefused(STATUS_MISMATCH, "no Rows, Columns or BitsAllocated")
-    if not UID(transfer_syntax).is_compressed:
-        expected = (int(rows) * int(columns) * int(bits) + 7) // 8
-        found = len(ds.PixelData)
-        if found < expected:
-            raise InstanceRefused(
-                STATUS_MISMATCH, f"pixel data truncated ({found} of {expected} bytes)"
-            )
-
-
-def _write_atomic(dest: Path, data: bytes) -> None:
-    """Write ``data`` to ``dest`` through a fsynced temporary file and ``os.replace``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def _transfer_syntax(ds: Dataset) -> str:
-    """The dataset's transfer syntax: its file meta, else how pydicom decoded it."""
-    meta = getattr(ds, "file_meta", None)
-    found = str(meta.get("TransferSyntaxUID", "")).strip() if meta is not None else ""
-    if found:
-        return found
-    return ImplicitVRLittleEndian if ds.original_encoding[0] else ExplicitVRLittleEndian
-
-
-def _encode(ds: Dataset, transfer_syntax: str) -> bytes:
-    """Encode ``ds`` as a DICOM file (preamble and file meta), keeping its transfer syntax."""
-    meta = getattr(ds, "file_meta", None)
-    if meta is None or "TransferSyntaxUID" not in meta:
-        new_meta = FileMetaDataset(meta) if meta is not None else FileMetaDataset()
-        new_meta.TransferSyntaxUID = UID(transfer_syntax)
-        ds.file_meta = new_meta
-    buffer = BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def ingest_dataset(
-    data_dir: Path,
-    engine: Engine,
-    ds: Dataset,
-    encoded: bytes | None = None,
-    accepted_sop_classes: Sequence[str] = DEFAULT_SOP_CLASSES,
-) -> tuple[str, bool]:
-    """Validate one instance, store it atomically and record it in the worklist.
-
-    The checks are the receiver's: an accepted single-frame SOP class, valid Study and
-    SOP Instance UIDs, greyscale pixel data of the declared size. The file goes to
-    ``data_dir/dicom/<StudyInstanceUID>/<SOPInstanceUID>.dcm`` (kept if already there).
-
-    Args:
-        data_dir: the service's data directory.
-        engine: the worklist engine.
-        ds: the decoded dataset; its file meta (if any) gives the transfer syntax.
-        encoded: the instance as a DICOM file (with file meta); None to encode ``ds``.
-        accepted_sop_classes: the SOP classes accepted.
-
-    Returns:
-        ``(study_instance_uid, created)``: the study the instance is recorded in, and
-        False when the instance was already stored (a duplicate).
-
-    Raises:
-        InstanceRefused: the instance is invalid or one radiolens cannot score.
-        OSError: the file cannot be written.
-        WorklistError: the worklist cannot be written.
-
-    Example:
-        >>> ingest_dataset(Path("data"), engine, pydicom.dcmread("cxr.dcm"))  # doctest: +SKIP
-        ('1.2.826.0.1.3680043.8.498.1', True)
-    """
-    try:
-        transfer_syntax = _transfer_syntax(ds)
-        _validate(ds, frozenset(accepted_sop_classes), transfer_syntax)
-    except InstanceRefused:
-        raise
-    except Exception as exc:  # a lazily decoded element that cannot be parsed
-        raise InstanceRefused(STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}") from exc
-    study_uid = str(ds.StudyInstanceUID).strip()
-    sop_uid = str(ds.SOPInstanceUID).strip()
-    relative = Path("dicom") / study_uid / f"{sop_uid}.dcm"
-    dest = Path(data_dir) / relative
-    wrote = False
-    if dest.exists():
-        size = dest.stat().st_size
-    else:
-        if encoded is None:
-            try:
-                encoded = _encode(ds, transfer_syntax)
-            except Exception as exc:
-                raise InstanceRefused(
-                    STATUS_DECODE_FAILED, f"cannot encode dataset: {exc}"
-                ) from exc
-        _write_atomic(dest, encoded)
-        size, wrote = len(encoded), True
-    try:
-        study, created = record_instance(engine, meta=instance_meta(ds), path=relative, size=size)
-    except BaseException:
-        if wrote:  # leave no file the worklist does not know; the sender retries
-            dest.unlink(missing_ok=True)
-        raise
-    if wrote and not created and study.study_instance_uid != study_uid:
-        dest.unlink(missing_ok=True)  # already stored under another study: keep one copy
-    return study.study_instance_uid, created
 
 
 def _failure(status: int, comment: str) -> Dataset:
@@ -295,7 +87,16 @@ class DicomReceiver:
         host: the address to listen on.
         accepted_sop_classes: the Storage SOP classes accepted (single-frame only).
         transfer_syntaxes: accepted transfer syntaxes; None for the uncompressed ones.
-        require_called_aet: reject associations not addressed to ``ae_title``.
+        require_called_aet: reject associations not addressed to ``ae_title`` (the
+            default, so a study meant for another AE on the same host is not taken). To
+            accept any called AE title (a PACS configured with another title for this
+            node), pass ``require_called_aet=False``.
+        max_pixels: refuse images whose Rows x Columns exceed this, from the header and
+            before decoding (status 0xA900).
+        tls_cert: a PEM certificate (chain) to serve DICOM over TLS; needs ``tls_key``.
+        tls_key: the PEM private key of ``tls_cert``.
+        tls_ca: PEM CA certificates; when given, callers must present a certificate
+            signed by one of them (mutual TLS).
 
     Example:
         >>> receiver = DicomReceiver("data", port=11112)
@@ -315,8 +116,14 @@ class DicomReceiver:
         host: str = "0.0.0.0",
         accepted_sop_classes: Sequence[str] = DEFAULT_SOP_CLASSES,
         transfer_syntaxes: Sequence[str] | None = None,
-        require_called_aet: bool = False,
+        require_called_aet: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        tls_ca: str | Path | None = None,
     ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("DICOM TLS needs both tls_cert and tls_key (PEM files)")
         self.data_dir = Path(data_dir)
         self.engine = engine
         self.ae_title = ae_title
@@ -325,6 +132,10 @@ class DicomReceiver:
         self.accepted_sop_classes = tuple(accepted_sop_classes)
         self.transfer_syntaxes = tuple(transfer_syntaxes or DEFAULT_TRANSFER_SYNTAXES)
         self.require_called_aet = require_called_aet
+        self.max_pixels = max_pixels
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.tls_ca = tls_ca
         self.engine_: Engine | None = None
         self.ae_: AE | None = None
         self._server: ThreadedAssociationServer | None = None
@@ -378,6 +189,22 @@ class DicomReceiver:
         ae.add_supported_context(VERIFICATION)
         return ae
 
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(certfile=str(self.tls_cert), keyfile=str(self.tls_key))
+            if self.tls_ca is not None:
+                context.load_verify_locations(cafile=str(self.tls_ca))
+                context.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load the DICOM TLS certificate or key ({exc}); give PEM files "
+                "(tls_cert, tls_key, optionally tls_ca)"
+            ) from None
+        return context
+
     def start(self, block: bool = False) -> None:
         """Open the worklist and listen for associations.
 
@@ -387,10 +214,12 @@ class DicomReceiver:
 
         Raises:
             WorklistError: the worklist database cannot be opened.
+            ConfigError: the TLS certificate or key cannot be loaded.
             OSError: the port cannot be listened on.
         """
         if self._server is not None:
             raise RuntimeError("the receiver is already running; call stop() first")
+        ssl_context = self._ssl_context()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if isinstance(self.engine, Engine):
             self.engine_ = self.engine
@@ -400,7 +229,8 @@ class DicomReceiver:
         self.ae_ = self._build_ae()
         address = (self.host, self.requested_port)
         try:
-            server = self.ae_.start_server(address, block=False, evt_handlers=self._handlers())
+            server = self.ae_.start_server(address, block=False, evt_handlers=self._handlers(),
+                                           ssl_context=ssl_context)
         except OSError as exc:
             self._close_engine()
             raise OSError(
@@ -410,8 +240,8 @@ class DicomReceiver:
         assert server is not None
         self._server = server
         logger.info(
-            "DICOM receiver %s listening on %s:%d, storing in %s",
-            self.ae_title, self.host, self.port, self.data_dir,
+            "DICOM receiver %s listening on %s:%d%s, storing in %s",
+            self.ae_title, self.host, self.port, " (TLS)" if ssl_context else "", self.data_dir,
         )
         if block:
             self._stopped.clear()
@@ -484,13 +314,14 @@ class DicomReceiver:
                 sop_uid = str(ds.get("SOPInstanceUID", sop_uid))
             except Exception as exc:
                 raise InstanceRefused(
-                    STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}"
+                    STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}"[:200]
                 ) from exc
             assert self.engine_ is not None
             _, created = ingest_dataset(
                 self.data_dir, self.engine_, ds,
                 encoded=event.encoded_dataset(include_meta=True),
                 accepted_sop_classes=self.accepted_sop_classes,
+                max_pixels=self.max_pixels,
             )
         except InstanceRefused as exc:
             self._count("failed")
@@ -502,11 +333,14 @@ class DicomReceiver:
         except (OSError, WorklistError) as exc:
             self._count("failed")
             logger.error("could not store instance %s from %s: %s", sop_uid, peer, exc)
-            return _failure(STATUS_OUT_OF_RESOURCES, f"storage failed: {exc}")
+            # the sender sees no path of ours: only what failed
+            what = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else \
+                "worklist unavailable"
+            return _failure(STATUS_OUT_OF_RESOURCES, f"storage failed: {what}")
         except Exception as exc:
             self._count("failed")
             logger.exception("unexpected error storing instance %s from %s", sop_uid, peer)
-            return _failure(STATUS_PROCESSING_FAILED, f"receiver error: {exc}")
+            return _failure(STATUS_PROCESSING_FAILED, f"receiver error: {type(exc).__name__}")
         self._count("received" if created else "duplicates")
         logger.info(
             "%s instance %s from %s",

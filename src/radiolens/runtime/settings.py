@@ -34,6 +34,12 @@ class ServiceSettings(BaseModel):
     send_heatmaps: bool = False
     api_token: str | None = None
     heatmaps: bool = True
+    memory_limit_mb: int = Field(8192, ge=0, description="address-space limit of the "
+                                 "worker process in MiB (RLIMIT_AS); 0 for none")
+    api_memory_limit_mb: int = Field(4096, ge=0, description="address-space limit of the "
+                                     "API process in MiB; 0 for none")
+    receiver_memory_limit_mb: int = Field(4096, ge=0, description="address-space limit "
+                                          "of the DICOM receiver process in MiB; 0 for none")
 
 
 def load_settings(overrides: dict[str, Any]) -> ServiceSettings:

@@ -23,17 +23,20 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request,
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from radiolens import DISCLAIMER, __version__
 from radiolens.errors import (
     ConfigError,
+    InstanceRefused,
     MissingDependencyError,
     RadiolensError,
     WorklistError,
 )
-from radiolens.receiver.scp import InstanceRefused
+from radiolens.imaging.checks import DEFAULT_MAX_PIXELS
+from radiolens.serve.dicomweb import dicomweb_router
 from radiolens.serve.schemas import (
     DeliveryOut,
     DraftOut,
@@ -50,7 +53,7 @@ from radiolens.serve.schemas import (
     UploadItem,
     UploadOut,
 )
-from radiolens.serve.upload import ingest_upload
+from radiolens.serve.upload import UploadSizeLimit, ingest_upload
 from radiolens.worklist import (
     DELIVERY_STATUSES,
     STUDY_STATUSES,
@@ -95,6 +98,33 @@ _UI_HEADERS = {
 }
 
 
+#: Headers on every response: no MIME sniffing, no framing, no referrer, no powerful APIs.
+_COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+#: API answers are data, never documents: nothing in them may load or run.
+_API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+
+class RequeueIn(BaseModel):
+    """Which failed studies to re-queue: one, or (no UID) every failed study."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_instance_uid: str | None = None
+
+
+class RequeueOut(BaseModel):
+    """The studies given a new scoring job."""
+
+    requeued: list[str]
+
+
 @dataclass(frozen=True)
 class ServeContext:
     """What the routes need, stored on ``app.state.ctx`` by :func:`create_app`."""
@@ -107,6 +137,9 @@ class ServeContext:
     dicom_port: int | None
     max_upload_bytes: int
     max_upload_files: int
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    #: extra reasons the service is degraded (e.g. "worker restarting"), from the supervisor
+    health_reasons: Callable[[], list[str]] | None = None
 
 
 def _ctx(request: Request) -> ServeContext:
@@ -307,6 +340,8 @@ def create_app(
     dicom_port: int | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_upload_files: int = DEFAULT_MAX_UPLOAD_FILES,
+    max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    health_reasons: Callable[[], list[str]] | None = None,
 ) -> FastAPI:
     """Build the triage API and web UI over a worklist.
 
@@ -319,6 +354,9 @@ def create_app(
         dicom_port: the receiver's port (shown in the UI), if it runs.
         max_upload_bytes: largest accepted uploaded file (413 above).
         max_upload_files: most files in one upload request.
+        max_image_pixels: images with more pixels are refused before decoding.
+        health_reasons: returns why the service is degraded beyond the storage probes
+            (the supervisor's "worker restarting"); shown on ``/health`` with the token.
 
     Returns:
         The FastAPI application (OpenAPI docs at ``/docs``).
@@ -341,10 +379,14 @@ def create_app(
         data_dir=Path(data_dir), engine=engine, api_token=api_token.strip(),
         model_name=model_name, ae_title=ae_title, dicom_port=dicom_port,
         max_upload_bytes=max_upload_bytes, max_upload_files=max_upload_files,
+        max_image_pixels=max_image_pixels, health_reasons=health_reasons,
     )
     app.add_exception_handler(RadiolensError, _on_radiolens_error)
+    app.add_middleware(UploadSizeLimit, max_bytes=max_upload_bytes * max_upload_files
+                       + 1024 * 1024)
     app.middleware("http")(_guard_and_headers)
     _add_routes(app)
+    app.include_router(dicomweb_router(Auth))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
@@ -361,18 +403,13 @@ async def _guard_and_headers(
                 {"detail": "missing or wrong API token"}, status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        length = request.headers.get("content-length", "")
-        limit = ctx.max_upload_bytes * ctx.max_upload_files + 1024 * 1024
-        if length.isdigit() and int(length) > limit:
-            return JSONResponse(
-                {"detail": f"upload too large ({int(length)} bytes; at most "
-                           f"{ctx.max_upload_bytes} bytes per file)"},
-                status_code=413,
-            )
+        # the body's size is capped as it streams in, by UploadSizeLimit (inside this)
     response = await call_next(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if path.startswith("/api/"):
+    for key, value in _COMMON_HEADERS.items():
+        response.headers.setdefault(key, value)
+    if path.startswith("/api/") or path == "/health":
         response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("Content-Security-Policy", _API_CSP)
     elif path == "/" or path.startswith("/static/"):
         for key, value in _UI_HEADERS.items():
             response.headers.setdefault(key, value)
@@ -386,13 +423,39 @@ def _add_routes(app: FastAPI) -> None:
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
-    @app.get("/health", response_model=HealthOut, tags=["service"])
-    def health(ctx: Ctx) -> HealthOut:
-        """Liveness (no token needed): version, disclaimer and study counts by status."""
+    @app.get("/health", response_model=HealthOut, response_model_exclude_none=True,
+             tags=["service"])
+    def health(ctx: Ctx, request: Request) -> HealthOut:
+        """``ok`` or ``degraded`` (disk full, database read-only or unavailable, worker
+        restarting), version and study counts; the reasons only with the API token."""
+        from radiolens.worklist.health import storage_faults
+
+        reasons = storage_faults(ctx.data_dir, ctx.engine)
+        if ctx.health_reasons is not None:
+            reasons += ctx.health_reasons()
+        try:
+            counts = count_studies(ctx.engine)
+        except WorklistError:
+            counts = {}
+            if "database unavailable" not in reasons:
+                reasons.append("database unavailable")
+        authorized = _token_ok(request.headers.get("authorization"), ctx.api_token)
         return HealthOut(
-            status="ok", version=__version__, disclaimer=DISCLAIMER,
-            counts=count_studies(ctx.engine),
+            status="degraded" if reasons else "ok", version=__version__,
+            disclaimer=DISCLAIMER, counts=counts,
+            reasons=reasons if authorized else None,
         )
+
+    @app.post("/api/admin/requeue", response_model=RequeueOut, dependencies=Auth,
+              tags=["admin"])
+    def requeue(ctx: Ctx, body: RequeueIn) -> RequeueOut:
+        """Give failed studies a new scoring job (after fixing what made them fail)."""
+        from radiolens.worklist import requeue_failed
+
+        uid = body.study_instance_uid
+        if uid is not None:
+            _study_or_404(ctx, uid)
+        return RequeueOut(requeued=requeue_failed(ctx.engine, uid))
 
     @app.get("/api/info", response_model=InfoOut, dependencies=Auth, tags=["service"])
     def info(ctx: Ctx) -> InfoOut:
@@ -588,6 +651,7 @@ def _add_routes(app: FastAPI) -> None:
             items.append(ingest_upload(
                 ctx.data_dir, ctx.engine, f.filename or "(unnamed)", data,
                 patient_id=patient_id.strip(), patient_name=patient_name.strip(),
+                max_pixels=ctx.max_image_pixels,
             ))
         out = UploadOut(files=items, disclaimer=DISCLAIMER)
         refused = all(i.status == "refused" for i in items)

@@ -53,6 +53,8 @@ class HealthOut(BaseModel):
     version: str
     disclaimer: str
     counts: dict[str, int]
+    #: why the service is degraded; only shown to a request with the API token
+    reasons: list[str] | None = None
 
 
 class InfoOut(BaseModel):

@@ -71,6 +71,12 @@ def load_policy(thresholds: Mapping[str, float], urgency: Mapping[str, int],
             doc: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise ConfigError(f"policy file {path} does not exist") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"policy file {path} is not a UTF-8 text (YAML) file; pass "
+                              "a YAML file like 'thresholds: {pneumonia: 0.4}'") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the policy file {path}: "
+                              f"{exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         if not isinstance(doc, dict) or set(doc) - {"thresholds", "urgency"}:

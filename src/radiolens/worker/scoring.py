@@ -1,4 +1,12 @@
-"""Score one study: predictions, Grad-CAM heatmaps, priority, and the draft outputs."""
+"""Score one study: predictions, Grad-CAM heatmaps, priority, and the draft outputs.
+
+The scores and the draft text are the triage result. A structured output (SR, FHIR,
+HL7, heatmap) that cannot be built never fails triage: it is listed in
+``ScoredStudy.output_errors`` and the worker retries it later. Images that fail the input
+gate (:func:`radiolens.imaging.gate.assess_image`) are not scored: when no image passes,
+:class:`NeedsCheck` is raised and the study becomes ``needs-check``. Messages name files
+relative to the data folder, never by absolute path.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +23,7 @@ import numpy as np
 from radiolens.errors import ImageReadError, RadiolensError
 from radiolens.worker.policy import TriagePolicy
 
-__all__ = ["ScoredStudy", "score_study"]
+__all__ = ["NeedsCheck", "ScoredStudy", "relative_message", "score_study"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,32 @@ class ScoredStudy:
     fhir_path: str | None
     hl7_path: str | None
     heatmap_sc_paths: dict[str, str]
+    output_errors: dict[str, str] = field(default_factory=dict)
+
+
+class NeedsCheck(Exception):
+    """No image of the study passed the input gate; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def relative_message(text: str, data_dir: Path) -> str:
+    """``text`` with the data folder's absolute path left out (paths become relative)."""
+    for root in {str(data_dir.resolve()), str(data_dir.absolute()), str(data_dir)}:
+        if root not in ("", "."):
+            text = text.replace(root.rstrip("/") + "/", "").replace(root, ".")
+    return text
+
+
+def _gate(image: Any) -> str | None:
+    """The input gate's reason to refuse an image, or None (no gate installed: None)."""
+    try:
+        from radiolens.imaging.gate import assess_xray
+    except ImportError:
+        return None
+    return assess_xray(image)
 
 
 def _slug(name: str) -> str:
@@ -41,9 +75,29 @@ def _slug(name: str) -> str:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from radiolens.receiver.scp import _write_atomic
+    from radiolens._fs import write_atomic
 
-    _write_atomic(path, data)
+    write_atomic(path, data)
+
+
+def _write_dicom(path: Path, ds: Any) -> None:
+    """Encode ``ds`` as a DICOM file in memory, then write it atomically."""
+    from io import BytesIO
+
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    _write(path, buffer.getvalue())
+
+
+def _write_png(path: Path, rgb: Any) -> None:
+    """Encode an RGB array as PNG in memory, then write it atomically."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    _write(path, buffer.getvalue())
 
 
 def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predictor: Any,
@@ -54,37 +108,44 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
     a flagged finding is made on the image that scored highest for it.
 
     Raises:
-        ImageReadError: no image of the study can be read.
+        ImageReadError: no image of the study can be read (retrying will not help).
+        NeedsCheck: no readable image passed the input gate.
+        OSError: a result file cannot be written (disk full: a resource fault).
     """
     import pydicom
-    from PIL import Image
 
-    from radiolens import __version__
-    from radiolens.drafts import (
-        FindingScore,
-        StudyResult,
-        draft_report,
-        make_fhir_bundle,
-        make_heatmap_sc,
-        make_oru,
-        make_sr,
-    )
-    from radiolens.explain import overlay_heatmap
     from radiolens.imaging import read_image
 
-    images, datasets, errors = [], [], []
+    images, datasets, errors, refused = [], [], [], []
     for rel in instance_paths:
         path = data_dir / rel
         try:
-            images.append(read_image(path))
-            datasets.append(pydicom.dcmread(path, stop_before_pixels=False))
-        except (ImageReadError, OSError, pydicom.errors.InvalidDicomError) as exc:
-            errors.append(str(exc))
+            image = read_image(path)
+            ds = pydicom.dcmread(path, stop_before_pixels=False)
+        except (ImageReadError, pydicom.errors.InvalidDicomError) as exc:
+            errors.append(relative_message(str(exc), data_dir))
+            continue
+        except OSError as exc:
+            from radiolens.worker.faults import resource_fault
+
+            if resource_fault(exc):
+                raise
+            errors.append(relative_message(str(exc), data_dir))
+            continue
+        reason = _gate(image)
+        if reason is not None:
+            refused.append(f"{Path(rel).name}: {reason}")
+            continue
+        images.append(image)
+        datasets.append(ds)
     if not images:
+        if refused:
+            raise NeedsCheck("; ".join(refused[:3]))
         raise ImageReadError(f"study {study_uid}: no readable image ("
                              + "; ".join(errors[:3]) + ")")
-    if errors:
-        logger.warning("study %s: %d images unreadable: %s", study_uid, len(errors), errors[0])
+    if errors or refused:
+        logger.warning("study %s: %d images unreadable, %d refused by the input gate",
+                       study_uid, len(errors), len(refused))
     preds = predictor.predict(images)
     labels: list[str] = predictor.labels
     matrix = np.array([[p.probabilities[n] for n in labels] for p in preds])
@@ -96,33 +157,38 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
     out_dir = data_dir / "results" / study_uid
     out_dir.mkdir(parents=True, exist_ok=True)
     rel_dir = Path("results") / study_uid
-    heatmap_paths: dict[str, str] = {}
-    heatmap_sc_paths: dict[str, str] = {}
-    explain = flags  # a heatmap for each flagged finding (Grad-CAM costs a backward pass)
-    if heatmaps:
-        for name in explain:
-            idx = int(best_image[labels.index(name)])
-            heat = predictor.explain(images[idx], name)
-            rgb = overlay_heatmap(images[idx].pixels, heat)
-            png = out_dir / f"heatmap_{_slug(name)}.png"
-            Image.fromarray(rgb).save(png)
-            heatmap_paths[name] = str(rel_dir / png.name)
-            if name in flags:
-                try:
-                    sc = make_heatmap_sc(datasets[idx], rgb)
-                    sc_path = out_dir / f"heatmap_{_slug(name)}_sc.dcm"
-                    sc.save_as(sc_path, enforce_file_format=True)
-                    heatmap_sc_paths[name] = str(rel_dir / sc_path.name)
-                except RadiolensError as exc:
-                    logger.warning("study %s: no heatmap Secondary Capture: %s", study_uid, exc)
+    result = _study_result(datasets[0], study_uid, model_name, labels, findings, flags,
+                           priority, policy)
+    from radiolens.drafts import draft_report
 
-    src = datasets[0]
+    draft = draft_report(result)
+    _write(out_dir / "draft.txt", draft.full_text.encode("utf-8"))
+    out = _Outputs(data_dir, study_uid, out_dir, rel_dir)
+    if heatmaps:
+        out.attempt("heatmap", lambda: _heatmaps(out, predictor, images, datasets, labels,
+                                                 best_image, flags))
+    out.attempt("sr", lambda: _sr(out, result, datasets, draft))
+    out.attempt("fhir", lambda: _fhir(out, result, draft))
+    out.attempt("hl7", lambda: _hl7(out, result, draft))
+    return ScoredStudy(findings=findings, flags=flags,
+                       thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels},
+                       priority=priority, heatmap_paths=out.heatmap_paths,
+                       draft_text=draft.full_text, sr_path=out.paths.get("sr"),
+                       fhir_path=out.paths.get("fhir"), hl7_path=out.paths.get("hl7"),
+                       heatmap_sc_paths=out.heatmap_sc_paths, output_errors=out.errors)
+
+
+def _study_result(src: Any, study_uid: str, model_name: str, labels: list[str],
+                  findings: dict[str, float], flags: list[str], priority: int,
+                  policy: TriagePolicy) -> Any:
+    from radiolens import __version__
+    from radiolens.drafts import FindingScore, StudyResult
 
     def text(keyword: str) -> str:
         value = src.get(keyword, "")
         return "" if value is None else str(value)
 
-    result = StudyResult(
+    return StudyResult(
         study_instance_uid=study_uid, patient_id=text("PatientID") or "UNKNOWN",
         patient_name=text("PatientName"), patient_sex=text("PatientSex"),
         patient_birth_date=text("PatientBirthDate"), accession_number=text("AccessionNumber"),
@@ -131,30 +197,71 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
         findings=tuple(FindingScore(n, findings[n], float(policy.thresholds.get(n, 0.5)),
                                     n in flags, policy.urgency.get(n, 1)) for n in labels),
         priority=priority, scored_at=dt.datetime.now(dt.UTC))
-    draft = draft_report(result)
-    _write(out_dir / "draft.txt", draft.full_text.encode("utf-8"))
-    # The scores and the draft text are the triage result; a structured output that cannot
-    # be built (odd header values) is logged and left out rather than losing the study.
-    outputs: dict[str, str | None] = {"sr": None, "fhir": None, "hl7": None}
-    try:
-        make_sr(result, datasets, draft).save_as(out_dir / "sr.dcm", enforce_file_format=True)
-        outputs["sr"] = str(rel_dir / "sr.dcm")
-    except RadiolensError as exc:
-        logger.error("study %s: no DICOM SR: %s", study_uid, exc)
-    try:
-        bundle = make_fhir_bundle(result, draft)
-        _write(out_dir / "fhir.json", json.dumps(bundle, indent=2).encode("utf-8"))
-        outputs["fhir"] = str(rel_dir / "fhir.json")
-    except RadiolensError as exc:
-        logger.error("study %s: no FHIR bundle: %s", study_uid, exc)
-    try:
-        _write(out_dir / "oru.hl7", make_oru(result, draft).encode("utf-8"))
-        outputs["hl7"] = str(rel_dir / "oru.hl7")
-    except RadiolensError as exc:
-        logger.error("study %s: no HL7 ORU: %s", study_uid, exc)
-    return ScoredStudy(findings=findings, flags=flags,
-                       thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels},
-                       priority=priority, heatmap_paths=heatmap_paths,
-                       draft_text=draft.full_text, sr_path=outputs["sr"],
-                       fhir_path=outputs["fhir"], hl7_path=outputs["hl7"],
-                       heatmap_sc_paths=heatmap_sc_paths)
+
+
+class _Outputs:
+    """Where a study's outputs go, what was built and what failed."""
+
+    def __init__(self, data_dir: Path, uid: str, out_dir: Path, rel_dir: Path) -> None:
+        self.data_dir, self.uid, self.out_dir, self.rel_dir = data_dir, uid, out_dir, rel_dir
+        self.paths: dict[str, str] = {}
+        self.heatmap_paths: dict[str, str] = {}
+        self.heatmap_sc_paths: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+
+    def attempt(self, name: str, build: Any) -> None:
+        """Run ``build``; any failure but a resource fault is recorded, not raised."""
+        from radiolens.worker.faults import resource_fault
+
+        try:
+            build()
+        except Exception as exc:
+            if resource_fault(exc):
+                raise
+            reason = relative_message(f"{type(exc).__name__}: {exc}", self.data_dir)
+            self.errors[name] = reason
+            logger.error("study %s: no %s output: %s", self.uid, name, reason,
+                         exc_info=not isinstance(exc, RadiolensError))
+
+
+def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[Any],
+              labels: list[str], best_image: Any, flags: list[str]) -> None:
+    from radiolens.drafts import make_heatmap_sc
+    from radiolens.explain import overlay_heatmap
+
+    for name in flags:  # a heatmap for each flagged finding (Grad-CAM costs a backward pass)
+        idx = int(best_image[labels.index(name)])
+        heat = predictor.explain(images[idx], name)
+        rgb = overlay_heatmap(images[idx].pixels, heat)
+        png = out.out_dir / f"heatmap_{_slug(name)}.png"
+        _write_png(png, rgb)
+        out.heatmap_paths[name] = str(out.rel_dir / png.name)
+        try:
+            sc = make_heatmap_sc(datasets[idx], rgb)
+            sc_path = out.out_dir / f"heatmap_{_slug(name)}_sc.dcm"
+            _write_dicom(sc_path, sc)
+            out.heatmap_sc_paths[name] = str(out.rel_dir / sc_path.name)
+        except RadiolensError as exc:
+            logger.warning("study %s: no heatmap Secondary Capture: %s", out.uid, exc)
+
+
+def _sr(out: _Outputs, result: Any, datasets: list[Any], draft: Any) -> None:
+    from radiolens.drafts import make_sr
+
+    _write_dicom(out.out_dir / "sr.dcm", make_sr(result, datasets, draft))
+    out.paths["sr"] = str(out.rel_dir / "sr.dcm")
+
+
+def _fhir(out: _Outputs, result: Any, draft: Any) -> None:
+    from radiolens.drafts import make_fhir_bundle
+
+    bundle = make_fhir_bundle(result, draft)
+    _write(out.out_dir / "fhir.json", json.dumps(bundle, indent=2).encode("utf-8"))
+    out.paths["fhir"] = str(out.rel_dir / "fhir.json")
+
+
+def _hl7(out: _Outputs, result: Any, draft: Any) -> None:
+    from radiolens.drafts import make_oru
+
+    _write(out.out_dir / "oru.hl7", make_oru(result, draft).encode("utf-8"))
+    out.paths["hl7"] = str(out.rel_dir / "oru.hl7")

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from radiolens.worklist import accounts  # noqa: F401  (registers the account tables)
 from radiolens.worklist.db import (
     BUSY_TIMEOUT_S,
     DB_FILENAME,
@@ -46,6 +47,8 @@ from radiolens.worklist.repository import (
     DEFAULT_MAX_ATTEMPTS,
     DELIVERY_BACKOFF_BASE_S,
     DELIVERY_MAX_ATTEMPTS,
+    NEEDS_CHECK_PRIORITY,
+    OUTPUT_MAX_ATTEMPTS,
     add_review,
     claim_job,
     complete_job,
@@ -61,10 +64,16 @@ from radiolens.worklist.repository import (
     list_reviews,
     list_studies,
     mark_delivery,
+    mark_needs_check,
     queue_delivery,
     record_instance,
+    record_output_errors,
+    release_job,
     renew_lease,
+    requeue_failed,
     set_priority,
+    studies_missing_outputs,
+    update_result_outputs,
 )
 
 __all__ = [
@@ -77,6 +86,8 @@ __all__ = [
     "DELIVERY_MAX_ATTEMPTS",
     "DELIVERY_STATUSES",
     "JOB_STATUSES",
+    "NEEDS_CHECK_PRIORITY",
+    "OUTPUT_MAX_ATTEMPTS",
     "PRIORITY_SOURCES",
     "REVIEW_ACTIONS",
     "SCHEMA_VERSION",
@@ -108,10 +119,16 @@ __all__ = [
     "list_studies",
     "make_engine",
     "mark_delivery",
+    "mark_needs_check",
     "open_worklist",
     "queue_delivery",
     "record_instance",
+    "record_output_errors",
+    "release_job",
     "renew_lease",
+    "requeue_failed",
     "set_priority",
+    "studies_missing_outputs",
+    "update_result_outputs",
     "utcnow",
 ]

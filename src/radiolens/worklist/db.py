@@ -4,6 +4,11 @@ SQLite follows the recipe that keeps job claims atomic across processes: pysqlit
 implicit transactions are switched off and every transaction starts with
 ``BEGIN IMMEDIATE``, so a read-then-write claim holds the write lock from its start and
 ``busy_timeout`` makes the others wait instead of failing.
+
+Engines never log bound parameters (``hide_parameters=True``: they hold patient names and
+ids), test pooled connections before use (``pool_pre_ping``), and are disposed by the
+repository after an ``OperationalError`` so that a database that was read-only or gone
+is used again without a restart.
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ def _sqlite_engine(url: URL) -> Engine:
     if not memory and url.database is not None:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {
-        "connect_args": {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        "connect_args": {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+        "hide_parameters": True,
+        "pool_pre_ping": True,
     }
     if memory:
         kwargs["poolclass"] = StaticPool  # one shared connection, or every one is empty
@@ -98,7 +105,7 @@ def make_engine(url_or_path: str | Path) -> Engine:
         return _sqlite_engine(url)
     if backend == "postgresql":
         try:
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(url, pool_pre_ping=True, hide_parameters=True)
         except ModuleNotFoundError as exc:
             driver = url.get_driver_name()
             hint = (

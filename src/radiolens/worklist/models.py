@@ -55,12 +55,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of the database layout; bump it and add a step to ``_MIGRATIONS`` on change.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
-STUDY_STATUSES: tuple[str, ...] = ("received", "queued", "scoring", "scored", "failed")
+#: ``needs-check``: an image failed the input gate; it is stored, not scored, and the
+#: reason is in ``Study.error`` (see :func:`radiolens.worklist.mark_needs_check`).
+STUDY_STATUSES: tuple[str, ...] = ("received", "queued", "scoring", "scored", "failed",
+                                   "needs-check", "reviewed")
 JOB_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
 PRIORITY_SOURCES: tuple[str, ...] = ("model", "person")
-REVIEW_ACTIONS: tuple[str, ...] = ("accept", "correct", "reprioritise")
+#: ``sign`` and ``amend`` are signed reads (:mod:`radiolens.worklist.reviews`); ``accept``
+#: and ``correct`` are kept for reviews recorded before version 3.
+REVIEW_ACTIONS: tuple[str, ...] = ("sign", "amend", "accept", "correct", "reprioritise")
 DELIVERY_KINDS: tuple[str, ...] = ("dicom-sr", "dicom-sc", "hl7")
 DELIVERY_STATUSES: tuple[str, ...] = ("pending", "sent", "failed")
 
@@ -148,6 +153,13 @@ class Study(Base):
     error: Mapped[str | None] = mapped_column(Text)
     model_name: Mapped[str | None] = mapped_column(String(128))
     model_version: Mapped[str | None] = mapped_column(String(64))
+    #: structured outputs (``sr``, ``fhir``, ``hl7``, ``heatmap``) that could not be built,
+    #: name -> reason; retried by the worker up to ``OUTPUT_MAX_ATTEMPTS`` times.
+    output_errors: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    output_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: the user who signed the read in force, and when (status ``reviewed``)
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    reviewed_at: Mapped[dt.datetime | None]
 
     patient: Mapped[Patient | None] = relationship(lazy="joined")
 
@@ -211,7 +223,9 @@ class Result(Base):
 
 
 class Review(Base):
-    """A radiologist's action on a study: accept, correct or reprioritise."""
+    """A radiologist's action on a study: a signed read (``sign``, ``amend``) or a
+    reprioritisation. A signed read names the result it was made on, a call per finding
+    (``present`` / ``absent`` / ``uncertain``), optional boxes, and its version."""
 
     __tablename__ = "reviews"
 
@@ -222,6 +236,10 @@ class Review(Base):
     text: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    result_fk: Mapped[int | None] = mapped_column(ForeignKey("results.id"))
+    calls: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    boxes: Mapped[list[Any] | None] = mapped_column(default=None)
+    version: Mapped[int | None] = mapped_column(Integer)
 
 
 class Delivery(Base):
@@ -241,8 +259,34 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+def _add_output_columns(session: Session) -> None:
+    """Version 1 -> 2: ``studies.output_errors`` and ``studies.output_attempts``."""
+    from sqlalchemy import text
+
+    session.execute(text("ALTER TABLE studies ADD COLUMN output_errors JSON"))
+    session.execute(text("ALTER TABLE studies ADD COLUMN output_attempts INTEGER "
+                         "NOT NULL DEFAULT 0"))
+
+
+def _add_columns(session: Session, table: str, names: tuple[str, ...]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for model columns, typed for the database's dialect."""
+    from sqlalchemy import text
+
+    dialect = session.get_bind().dialect
+    for name in names:
+        column = Base.metadata.tables[table].c[name]
+        session.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} "
+                             f"{column.type.compile(dialect=dialect)}"))
+
+
+def _add_review_columns(session: Session) -> None:
+    """Version 2 -> 3: signed reviews (result, calls, boxes, version; who signed, when)."""
+    _add_columns(session, "studies", ("reviewed_by", "reviewed_at"))
+    _add_columns(session, "reviews", ("result_fk", "calls", "boxes", "version"))
+
+
 # from-version -> function bringing the schema to from-version + 1
-_MIGRATIONS: dict[int, Any] = {}
+_MIGRATIONS: dict[int, Any] = {1: _add_output_columns, 2: _add_review_columns}
 
 
 def create_or_migrate(engine: Engine) -> int:

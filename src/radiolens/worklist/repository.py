@@ -10,7 +10,12 @@ Re-queue rule: the first instance of a study creates the study and one pending j
 later instance of the same study re-queues it: nothing changes while its job is pending;
 a running job is marked ``rerun`` and returns to pending when it completes; a scored or
 failed study gets a new pending job. A study therefore never has two active jobs, and
-its score always covers every instance received.
+its score always covers every instance received. An instance sent again (a resend from
+the PACS) of a *failed* study re-queues it too (:func:`requeue_failed` does the same on
+request).
+
+Resource faults (disk full, database read-only or gone) are not the study's fault:
+:func:`release_job` hands a job back without counting the attempt.
 
 Priority rule: a priority a person set is never lowered by the service; a model result
 may only raise it (``priority_set_by`` stays ``"person"``).
@@ -31,8 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, func, or_, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from radiolens.errors import WorklistError
@@ -56,6 +61,8 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DELIVERY_BACKOFF_BASE_S",
     "DELIVERY_MAX_ATTEMPTS",
+    "NEEDS_CHECK_PRIORITY",
+    "OUTPUT_MAX_ATTEMPTS",
     "add_review",
     "claim_job",
     "complete_job",
@@ -71,10 +78,16 @@ __all__ = [
     "list_reviews",
     "list_studies",
     "mark_delivery",
+    "mark_needs_check",
     "queue_delivery",
     "record_instance",
+    "record_output_errors",
+    "release_job",
     "renew_lease",
+    "requeue_failed",
     "set_priority",
+    "studies_missing_outputs",
+    "update_result_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,10 +102,15 @@ DEFAULT_LEASE_S = 300.0
 DELIVERY_BACKOFF_BASE_S = 5.0
 #: Failed attempts after which a delivery is given up (status ``failed``).
 DELIVERY_MAX_ATTEMPTS = 5
+#: Tries at building a study's missing structured outputs (SR, FHIR, HL7, heatmap).
+OUTPUT_MAX_ATTEMPTS = 3
+#: The fixed priority of a ``needs-check`` study: below every flagged study (50+), low
+#: but above a clearly normal one, so the image is looked at without jumping the queue.
+NEEDS_CHECK_PRIORITY = 10
 
 
 @contextmanager
-def _transaction(bind: Bind) -> Iterator[Session]:
+def _transaction(bind: Bind | Connection) -> Iterator[Session]:
     """Yield a session: the caller's (flushed at the end) or a new committed one."""
     try:
         if isinstance(bind, Session):
@@ -103,8 +121,43 @@ def _transaction(bind: Bind) -> Iterator[Session]:
             yield session
     except IntegrityError:
         raise
+    except OperationalError as exc:
+        engine = bind if isinstance(bind, Engine) else getattr(bind, "engine", None)
+        if isinstance(engine, Engine):
+            engine.dispose()  # pooled connections may stay read-only or broken: reopen them
+        raise WorklistError(f"worklist database error: {exc}") from exc
     except SQLAlchemyError as exc:
         raise WorklistError(f"worklist database error: {exc}") from exc
+
+
+@contextmanager
+def _durable_transaction(bind: Bind) -> Iterator[Session]:
+    """Like :func:`_transaction`, but a SQLite commit is fsynced (``synchronous=FULL``).
+
+    For commits something is acknowledged on (a C-STORE): in WAL mode with ``NORMAL`` a
+    power cut may lose the last commits, which the sender then believes stored.
+    """
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
+        with _transaction(bind) as session:
+            yield session
+        return
+    try:
+        conn = bind.connect()
+    except OperationalError as exc:
+        bind.dispose()
+        raise WorklistError(f"worklist database error: {exc}") from exc
+    with conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA synchronous=FULL")  # not allowed inside a transaction
+        try:
+            with _transaction(conn) as session:
+                yield session
+        finally:
+            try:
+                raw.execute("PRAGMA synchronous=NORMAL")
+            except Exception:  # still in a failed transaction: drop the connection
+                conn.invalidate()
 
 
 def _check_priority(priority: int) -> int:
@@ -170,7 +223,8 @@ def _new_job(study: Study, now: dt.datetime) -> Job:
     )
 
 
-def _requeue(session: Session, study: Study, now: dt.datetime) -> None:
+def _requeue(session: Session, study: Study, now: dt.datetime,
+             why: str = "a new instance arrived") -> None:
     active = session.scalars(
         select(Job)
         .where(Job.study_fk == study.id, Job.status.in_(("pending", "running")))
@@ -180,7 +234,9 @@ def _requeue(session: Session, study: Study, now: dt.datetime) -> None:
         session.add(_new_job(study, now))
         study.status = "queued"
         study.error = None
-        logger.info("study %s re-queued: a new instance arrived", study.study_instance_uid)
+        study.output_errors = None
+        study.output_attempts = 0
+        logger.info("study %s re-queued: %s", study.study_instance_uid, why)
     elif active.status == "running":
         active.rerun = True
         active.updated_at = now
@@ -233,7 +289,8 @@ def _record_instance(
     path: str | PurePath,
     size: int,
 ) -> tuple[Study, bool]:
-    with _transaction(bind) as session:
+    with _durable_transaction(bind) as session:  # the sender is acknowledged on this commit
+        now = utcnow()
         existing = session.scalars(
             select(Instance).where(Instance.sop_instance_uid == sop_uid)
         ).first()
@@ -245,8 +302,10 @@ def _record_instance(
                     "instance %s arrived again under study %s; kept it in study %s",
                     sop_uid, study_uid, study.study_instance_uid,
                 )
+            if study.status == "failed":  # a resend of a failed study: try it again
+                session.refresh(study, with_for_update=True)
+                _requeue(session, study, now, "a failed study was sent again")
             return study, False
-        now = utcnow()
         study = session.scalars(  # the study lock orders us with claims and completions
             select(Study).where(Study.study_instance_uid == study_uid).with_for_update(of=Study)
         ).first()
@@ -284,14 +343,15 @@ def _record_instance(
         return study, True
 
 
-def _give_up(job: Job, study: Study | None, now: dt.datetime) -> None:
+def _give_up(job: Job, study: Study | None, now: dt.datetime, *, at_once: bool = False) -> None:
     job.status = "failed"
     job.lease_owner = None
     job.lease_expires_at = None
     job.updated_at = now
     if study is not None:
         study.status = "failed"
-        study.error = f"scoring failed after {job.attempts} attempts: {job.last_error}"
+        study.error = (f"scoring failed: {job.last_error}" if at_once else
+                       f"scoring failed after {job.attempts} attempts: {job.last_error}")
     logger.error("job %d failed for good: %s", job.id, job.last_error)
 
 
@@ -469,9 +529,14 @@ def complete_job(
 
 
 def fail_job(
-    bind: Bind, job_id: int, owner: str, error: str, *, now: dt.datetime | None = None
+    bind: Bind, job_id: int, owner: str, error: str, *, permanent: bool = False,
+    now: dt.datetime | None = None,
 ) -> Job:
     """Record a failed attempt: back to pending, or failed (with its study) at the limit.
+
+    Args:
+        permanent: the failure cannot go away by retrying (an unreadable image): fail the
+            job and its study at once.
 
     Raises:
         WorklistError: the job is no longer held by ``owner``.
@@ -481,17 +546,158 @@ def fail_job(
         job = _owned_job(session, job_id, owner)
         study = session.get(Study, job.study_fk)
         job.last_error = error
-        if job.attempts >= job.max_attempts:
-            _give_up(job, study, now)
+        if permanent or job.attempts >= job.max_attempts:
+            _give_up(job, study, now, at_once=permanent)
         else:
-            job.status = "pending"
-            job.lease_owner = None
-            job.lease_expires_at = None
-            job.updated_at = now
-            if study is not None:
-                study.status = "queued"
+            _back_to_pending(job, study, now)
             logger.warning("job %d attempt %d failed: %s", job.id, job.attempts, error)
         return job
+
+
+def _back_to_pending(job: Job, study: Study | None, now: dt.datetime) -> None:
+    job.status = "pending"
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.updated_at = now
+    if study is not None:
+        study.status = "queued"
+
+
+def release_job(
+    bind: Bind, job_id: int, owner: str, reason: str, *, now: dt.datetime | None = None
+) -> Job:
+    """Hand a claimed job back to pending without counting the attempt.
+
+    For resource faults (disk full, database read-only) that are not the study's fault;
+    the worker backs off and the job is claimed again later.
+
+    Raises:
+        WorklistError: the job is no longer held by ``owner``, or the database is still
+            unwritable.
+    """
+    now = now or utcnow()
+    with _transaction(bind) as session:
+        job = _owned_job(session, job_id, owner)
+        job.attempts = max(0, job.attempts - 1)
+        job.last_error = reason
+        _back_to_pending(job, session.get(Study, job.study_fk), now)
+        logger.info("job %d handed back, attempt not counted: %s", job.id, reason)
+        return job
+
+
+def mark_needs_check(
+    bind: Bind, job_id: int, owner: str, reason: str, *, now: dt.datetime | None = None
+) -> Study:
+    """Finish a job whose images failed the input gate: the study is ``needs-check``.
+
+    Nothing is scored: flags and findings are cleared, ``error`` holds ``check image:
+    <reason>`` and the priority becomes :data:`NEEDS_CHECK_PRIORITY` (a person's
+    priority is kept).
+
+    Raises:
+        WorklistError: the job is no longer held by ``owner``.
+    """
+    now = now or utcnow()
+    with _transaction(bind) as session:
+        job = _owned_job(session, job_id, owner)
+        study = session.get(Study, job.study_fk)
+        assert study is not None
+        job.status = "done"
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.last_error = reason
+        job.updated_at = now
+        study.status = "needs-check"
+        study.error = f"check image: {reason}"
+        study.flags = []
+        study.findings = {}
+        if study.priority_set_by != "person":
+            study.priority = NEEDS_CHECK_PRIORITY
+            study.priority_set_by = "model"
+        if job.rerun:  # another image arrived meanwhile: look at all of them again
+            job.status = "pending"
+            job.attempts = 0
+            job.rerun = False
+            study.status = "queued"
+        return study
+
+
+def requeue_failed(bind: Bind, uid: str | None = None) -> list[str]:
+    """Give failed studies a new pending job; return their Study Instance UIDs.
+
+    Args:
+        bind: engine or session.
+        uid: only this study; None for every failed study.
+
+    Raises:
+        WorklistError: ``uid`` names no study, or that study has not failed.
+    """
+    now = utcnow()
+    with _transaction(bind) as session:
+        if uid is not None:
+            study = _study_by_uid(session, uid)
+            if study.status != "failed":
+                raise WorklistError(f"study {uid} is {study.status}, not failed; only failed "
+                                    "studies are re-queued")
+            studies = [study]
+        else:
+            studies = list(session.scalars(
+                select(Study).where(Study.status == "failed").with_for_update()).unique())
+        for study in studies:
+            _requeue(session, study, now, "re-queued on request")
+        return [s.study_instance_uid for s in studies]
+
+
+def record_output_errors(bind: Bind, uid: str, errors: Mapping[str, str]) -> Study:
+    """Record which structured outputs of a scored study could not be built (none: clear).
+
+    Each call counts one try (``output_attempts``); the user-visible ``error`` says what
+    is missing while tries remain.
+    """
+    with _transaction(bind) as session:
+        study = _study_by_uid(session, uid)
+        if not errors:
+            study.output_errors = None
+            if study.status == "scored":
+                study.error = None
+            return study
+        study.output_errors = dict(errors)
+        study.output_attempts = (study.output_attempts or 0) + 1
+        left = OUTPUT_MAX_ATTEMPTS - study.output_attempts
+        study.error = ("outputs not built: " + "; ".join(f"{k}: {v}" for k, v in errors.items())
+                       + (f" (retried later, {left} tries left)" if left > 0 else
+                          " (gave up; re-queue the study after fixing its header)"))
+        return study
+
+
+def update_result_outputs(bind: Bind, uid: str, *, sr_path: str | None,
+                          heatmap_paths: Mapping[str, str]) -> Result:
+    """Fill in outputs built on a retry into the study's latest result.
+
+    Raises:
+        WorklistError: no such study, or it has no result.
+    """
+    with _transaction(bind) as session:
+        study = _study_by_uid(session, uid)
+        result = session.scalars(select(Result).where(Result.study_fk == study.id)
+                                 .order_by(Result.id.desc()).limit(1)).first()
+        if result is None:
+            raise WorklistError(f"study {uid} has no result to add outputs to")
+        if sr_path:
+            result.sr_path = sr_path
+        if heatmap_paths:
+            result.heatmap_paths = {**(result.heatmap_paths or {}), **heatmap_paths}
+        return result
+
+
+def studies_missing_outputs(bind: Bind, *, limit: int = 10) -> list[Study]:
+    """Scored studies with outputs still to build and tries left, oldest first."""
+    with _transaction(bind) as session:
+        return list(session.scalars(
+            select(Study)
+            .where(Study.status == "scored", Study.output_errors.is_not(None),
+                   Study.output_attempts < OUTPUT_MAX_ATTEMPTS)
+            .order_by(Study.scored_at, Study.id).limit(limit)).unique())
 
 
 def get_job(bind: Bind, job_id: int) -> Job | None:
