@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.radiolens-installed
 
-.PHONY: demo test lint typecheck pytest bench-labeller clean
+.PHONY: demo test lint typecheck pytest bench-labeller clean ui
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,12 @@ bench-labeller: .venv-bench/.installed
 
 clean:
 	rm -rf $(VENV) .venv-bench build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The study viewer (Cornerstone3D) is bundled once into src/radiolens/serve/static/viewer/
+# and committed: users never run npm. `make ui` rebuilds it from the lock file; the output
+# is byte-identical, so `make ui && git diff --exit-code src/radiolens/serve/static/viewer`
+# checks that the committed bundle matches its sources. Needs Node 20+ and the npm registry.
+UI_DIR := src/radiolens/serve/ui
+
+ui:
+	cd $(UI_DIR) && npm ci --no-audit --no-fund && node build.mjs

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from radiolens.serve import UI_DISCLAIMER, create_app
+from radiolens.serve import UI_DISCLAIMER
 from radiolens.worklist import list_reviews
 
 from .conftest import TOKEN, World
@@ -22,30 +18,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def base_url(world: World) -> Iterator[str]:
-    uvicorn = pytest.importorskip("uvicorn")
-    port = _free_port()
-    app = create_app(world.data_dir, world.engine, TOKEN, model_name="test-model")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def _poll(page, expression: str, timeout_ms: int = 20000) -> None:
+    """Wait until a JS expression is truthy. Not page.wait_for_function: it polls with
+    eval, which the UI's CSP (script-src 'self') refuses."""
+    for _ in range(timeout_ms // 100):
+        if page.evaluate(f"() => {expression}"):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"timed out waiting for {expression}")
 
 
 def test_worklist_review_flow(base_url: str, world: World) -> None:
@@ -67,12 +47,15 @@ def test_worklist_review_flow(base_url: str, world: World) -> None:
             first.click()
             page.wait_for_selector("#detail:not([hidden])")
             assert page.inner_text("#draft-banner") == UI_DISCLAIMER
-            page.wait_for_function(
-                "document.querySelector('#draft-text').textContent.length > 50")
+            _poll(page, "document.querySelector('#draft-text').textContent.length > 50")
             draft = page.inner_text("#draft-text")
             assert "pneumothorax" in draft.lower()
-            page.wait_for_selector("#heatmap-figure:not([hidden])")
-            assert page.get_attribute("#heatmap", "src", timeout=5000).startswith("blob:")
+            # the heatmap is an overlay on the viewer, the flagged finding first
+            page.wait_for_selector("#overlay-controls:not([hidden])")
+            assert page.input_value("#overlay-finding") == "Pneumothorax"
+            # Accept becomes possible once the radiograph has been drawn
+            page.wait_for_selector("#accept:not([disabled])", timeout=20000)
+            assert page.get_attribute("#viewport", "data-rendered") is not None
             page.fill("#reviewer", "dr-browser")
             page.click("#accept")
             page.wait_for_selector("text=Draft accepted.")
