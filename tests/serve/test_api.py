@@ -34,6 +34,10 @@ def test_health_needs_no_token(world: World) -> None:
     body = r.json()
     assert body["status"] == "ok"
     assert body["disclaimer"] == DISCLAIMER
+    assert "counts" not in body and "reasons" not in body  # only up / degraded without login
+    with TestClient(create_app(world.data_dir, world.engine, TOKEN),
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as admin:
+        body = admin.get("/health").json()
     assert body["counts"]["scored"] == 2
     assert body["counts"]["queued"] == 1
 
@@ -47,7 +51,7 @@ def test_api_refuses_missing_or_wrong_token(world: World, header: str | None) ->
             r = anonymous.get(path, headers=headers)
             assert r.status_code == 401, path
             assert r.headers["www-authenticate"].startswith("Bearer")
-            assert "token" in r.json()["detail"]
+            assert "token" in r.json()["detail"] or "signed in" in r.json()["detail"]
         r = anonymous.post("/api/upload", headers=headers,
                            files={"files": ("a.png", png_bytes(), "image/png")})
         assert r.status_code == 401
@@ -177,7 +181,7 @@ def test_person_priority_is_not_lowered_by_a_later_result(
     client: TestClient, world: World
 ) -> None:
     uid = world.uids["routine"]
-    r = client.post(f"/api/studies/{uid}/priority", json={"priority": 80, "reviewer": "dr-a"})
+    r = client.post(f"/api/studies/{uid}/priority", json={"priority": 80})
     assert r.status_code == 200
     assert (r.json()["priority"], r.json()["priority_set_by"]) == (80, "person")
     assert [s["study_instance_uid"] for s in client.get("/api/studies").json()][:2] == [
@@ -189,32 +193,74 @@ def test_person_priority_is_not_lowered_by_a_later_result(
     assert (study["priority"], study["priority_set_by"]) == (80, "person")
     assert len(study["results"]) == 2
     assert study["reviews"][0]["action"] == "reprioritise"
-    bad = client.post(f"/api/studies/{uid}/priority", json={"priority": 101, "reviewer": "x"})
+    bad = client.post(f"/api/studies/{uid}/priority", json={"priority": 101})
     assert bad.status_code == 422
-    missing = client.post("/api/studies/9.9/priority", json={"priority": 1, "reviewer": "x"})
+    missing = client.post("/api/studies/9.9/priority", json={"priority": 1})
     assert missing.status_code == 404
 
 
-def test_reviews_are_recorded(client: TestClient, world: World) -> None:
+def _read(client: TestClient, uid: str) -> dict:
+    """The latest result of a study and a call for each of its findings."""
+    result = client.get(f"/api/studies/{uid}").json()["results"][0]
+    calls = {k: ("present" if k in result["flags"] else "absent") for k in result["findings"]}
+    return {"result_id": result["id"], "calls": calls, "text": "Small right pneumothorax."}
+
+
+def test_signed_read_is_structured_final_and_audited(client: TestClient, world: World) -> None:
     uid = world.uids["urgent"]
-    r = client.post(f"/api/studies/{uid}/review", json={"action": "accept", "reviewer": "dr-b"})
-    assert r.status_code == 200
-    assert r.json()["action"] == "accept"
-    r = client.post(f"/api/studies/{uid}/review",
-                    json={"action": "correct", "reviewer": "dr-b", "text": "Small PTX."})
-    assert r.status_code == 200
-    reviews = list_reviews(world.engine, uid)
-    assert [(x.action, x.reviewer, x.text) for x in reviews] == [
-        ("accept", "dr-b", None), ("correct", "dr-b", "Small PTX.")]
-    no_text = client.post(f"/api/studies/{uid}/review",
-                          json={"action": "correct", "reviewer": "dr-b"})
-    assert no_text.status_code == 422
-    unknown = client.post(f"/api/studies/{uid}/review",
-                          json={"action": "delete", "reviewer": "dr-b"})
-    assert unknown.status_code == 422
-    unscored = client.post(f"/api/studies/{world.uids['waiting']}/review",
-                           json={"action": "accept", "reviewer": "dr-b"})
+    body = _read(client, uid)
+    r = client.post(f"/api/studies/{uid}/review", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["action"], out["version"], out["reviewer"]) == ("sign", 1, "admin")
+    assert out["warnings"] == []
+    study = client.get(f"/api/studies/{uid}").json()
+    assert study["status"] == "reviewed" and study["reviewed_by"] == "admin"
+    unread = [s["study_instance_uid"] for s in client.get("/api/studies?view=unread").json()]
+    assert uid not in unread
+    draft = client.get(f"/api/studies/{uid}/draft").json()
+    assert (draft["final"], draft["status"], draft["text"]) == (
+        True, "final", "Small right pneumothorax.")
+    sr = pydicom.dcmread(BytesIO(client.get(f"/api/studies/{uid}/sr").content))
+    assert (sr.VerificationFlag, sr.CompletionFlag, sr.PreliminaryFlag) == (
+        "VERIFIED", "COMPLETE", "FINAL")
+    assert sr.VerifyingObserverSequence[0].VerifyingObserverName.family_name == "admin"
+    fhir = client.get(f"/api/studies/{uid}/fhir").json()
+    report = fhir["entry"][0]["resource"]
+    assert report["status"] == "final" and report["performer"][0]["display"] == "admin"
+    # signing again is refused; amending makes version 2 and keeps version 1
+    again = client.post(f"/api/studies/{uid}/review", json=body)
+    assert again.status_code == 409 and "amend" in again.json()["detail"]
+    amended = client.post(f"/api/studies/{uid}/review",
+                          json={**body, "text": "No pneumothorax.", "amend": True})
+    assert amended.status_code == 200 and amended.json()["version"] == 2
+    versions = [(x.action, x.version, x.text) for x in list_reviews(world.engine, uid)]
+    assert versions == [("sign", 1, "Small right pneumothorax."),
+                        ("amend", 2, "No pneumothorax.")]
+    assert client.get(f"/api/studies/{uid}/fhir").json()["entry"][0]["resource"][
+        "status"] == "amended"
+    sr2 = pydicom.dcmread(BytesIO(client.get(f"/api/studies/{uid}/sr").content))
+    assert sr2.PredecessorDocumentsSequence[0].StudyInstanceUID == uid
+
+
+def test_a_stale_or_incomplete_read_is_refused(client: TestClient, world: World) -> None:
+    uid = world.uids["routine"]
+    body = _read(client, uid)
+    missing = dict(body, calls=dict(list(body["calls"].items())[:1]))
+    r = client.post(f"/api/studies/{uid}/review", json=missing)
+    assert r.status_code == 422 and "missing" in r.json()["detail"]
+    bad = dict(body, calls={k: "maybe" for k in body["calls"]})
+    assert client.post(f"/api/studies/{uid}/review", json=bad).status_code == 422
+    # a new image re-scores the study: a read of the older result is stale
+    ingest_dataset(world.data_dir, world.engine, grey_dataset("P-ROUTINE", 12, uid))
+    world.score("routine", {"Pneumothorax": 0.1, "Effusion": 0.1, "Pneumonia": 0.1}, 5)
+    stale = client.post(f"/api/studies/{uid}/review", json=body)
+    assert stale.status_code == 409 and "scored again" in stale.json()["detail"]
+    unscored = client.post(f"/api/studies/{world.uids['waiting']}/review", json=body)
     assert unscored.status_code == 409
+    legacy = client.post(f"/api/studies/{uid}/review",
+                         json={"action": "accept", "reviewer": "anyone"})
+    assert legacy.status_code == 422  # the reviewer is the signed-in user, never typed
 
 
 def _upload(client: TestClient, *files: tuple[str, bytes], **form: str) -> tuple[int, list]:
@@ -388,11 +434,17 @@ def test_empty_dicom_pixel_data_upload_gets_a_reason(client: TestClient) -> None
     assert status == 422 and item["error"] == "pixel data is empty"
 
 
-def test_docs_and_ui(client: TestClient) -> None:
+def test_docs_and_ui(client: TestClient, world: World) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["info"]["title"] == "radiolens triage API"
     assert DISCLAIMER in spec["info"]["description"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+    assert "/docs/assets/swagger-ui-bundle.js" in docs.text
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+    with TestClient(create_app(world.data_dir, world.engine, TOKEN)) as anonymous:
+        for path in ("/docs", "/openapi.json", "/docs/assets/swagger-ui.css"):
+            assert anonymous.get(path).status_code == 401, path
     page = client.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")

@@ -31,6 +31,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--hl7-to", metavar="HOST:PORT", help="send ORU^R01 over MLLP")
     p.add_argument("--memory-limit-mb", type=int, metavar="MB", help="address-space limit "
                    "of the worker process (default 8192; 0 for none)")
+    p.add_argument("--tls-cert", metavar="PEM", help="certificate for HTTPS and DICOM TLS")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--accept-any-called-ae", action="store_false", dest="require_called_aet",
+                   default=None, help="accept associations addressed to any AE title "
+                                      "(default: only to --ae-title)")
+    p.add_argument("--max-image-pixels", type=int, metavar="N",
+                   help="largest Rows x Columns accepted (default 36000000)")
     p.set_defaults(run=run)
 
 
@@ -43,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         "dicom_port": args.dicom_port, "http_port": args.http_port, "host": args.host,
         "model": args.model, "policy": args.policy, "forward_to": args.forward_to,
         "hl7_to": args.hl7_to, "send_heatmaps": args.send_heatmaps,
-        "memory_limit_mb": args.memory_limit_mb})
+        "memory_limit_mb": args.memory_limit_mb, "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key, "require_called_aet": args.require_called_aet,
+        "max_image_pixels": args.max_image_pixels})
     service = TriageService(settings, verbose=args.verbose, quiet=args.quiet)
     service.install_signal_handlers()  # SIGTERM / Ctrl-C: stop every part, join the worker
     service.start()

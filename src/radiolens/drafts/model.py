@@ -20,10 +20,12 @@ import numbers
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from radiolens.errors import DraftError
 
-__all__ = ["FINDING_CALLS", "FindingScore", "SignedRead", "StudyResult", "valid_dicom_date"]
+__all__ = ["FINDING_CALLS", "FindingScore", "SignedRead", "StudyResult", "result_from_header",
+           "valid_dicom_date"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,3 +202,28 @@ class SignedRead:
             raise DraftError(f"unknown finding calls {bad}; use {', '.join(FINDING_CALLS)}")
         if self.signed_at.tzinfo is None:
             raise DraftError("signed_at must be timezone-aware")
+
+
+def result_from_header(header: Any, *, study_uid: str, model_name: str, model_version: str,
+                       findings: dict[str, float], thresholds: dict[str, float],
+                       flags: list[str], priority: int, scored_at: datetime,
+                       urgency: dict[str, int] | None = None) -> StudyResult:
+    """A :class:`StudyResult` from a scored image's DICOM header and the model's scores.
+
+    The worker calls it when it scores a study; the API calls it again, from the stored
+    header and result, when a radiologist signs the read.
+    """
+    def text(keyword: str) -> str:
+        value = header.get(keyword, "")
+        return "" if value is None else str(value)
+
+    urgency = urgency or {}
+    return StudyResult(
+        study_instance_uid=study_uid, patient_id=text("PatientID") or "UNKNOWN",
+        patient_name=text("PatientName"), patient_sex=text("PatientSex"),
+        patient_birth_date=text("PatientBirthDate"), accession_number=text("AccessionNumber"),
+        study_date=text("StudyDate"), study_description=text("StudyDescription"),
+        model_name=model_name, model_version=model_version,
+        findings=tuple(FindingScore(n, float(findings[n]), float(thresholds.get(n, 0.5)),
+                                    n in flags, urgency.get(n, 1)) for n in findings),
+        priority=priority, scored_at=scored_at)

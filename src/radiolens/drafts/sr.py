@@ -207,8 +207,9 @@ def make_sr(result: StudyResult, source_images: Sequence[pydicom.Dataset],
 
 
 def _person_name(user: str) -> str:
-    """A user name as a DICOM person name (family name component only)."""
-    return user.replace("^", " ").strip()[:64] or "unknown"
+    """A user name as a DICOM person name: one component, with the trailing caret that
+    marks a single-component name as intended."""
+    return (user.replace("^", " ").strip()[:63] or "unknown") + "^"
 
 
 def _signed_comment(result: StudyResult, read: SignedRead) -> str:

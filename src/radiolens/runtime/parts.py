@@ -46,7 +46,9 @@ def run_receiver_process(options: dict[str, Any], ready: Any, verbose: int = 0,
     stop = _enter(verbose, quiet, memory_limit_mb)
     receiver = DicomReceiver(options["data_dir"], make_engine(options["db"]),
                              ae_title=options["ae_title"], port=options["port"],
-                             host=options["host"])
+                             host=options["host"], max_pixels=options["max_pixels"],
+                             require_called_aet=options["require_called_aet"],
+                             tls_cert=options["tls_cert"], tls_key=options["tls_key"])
     receiver.start(block=False)
     ready.set()
     try:
@@ -74,10 +76,14 @@ def run_api_process(options: dict[str, Any], ready: Any, worker_down: Any, verbo
     stop = _enter(verbose, quiet, memory_limit_mb)
     app = create_app(options["data_dir"], make_engine(options["db"]), options["token"],
                      model_name=options["model_name"], ae_title=options["ae_title"],
-                     dicom_port=options["dicom_port"],
+                     dicom_port=options["dicom_port"], max_image_pixels=options["max_pixels"],
+                     forward_to=options["forward_to"], card_figures=options["card_figures"],
+                     organization=options["organization"],
                      health_reasons=lambda: ["worker restarting"] if worker_down.value else [])
     server = uvicorn.Server(uvicorn.Config(app, host=options["host"], port=options["port"],
-                                           log_level="warning", lifespan="off"))
+                                           log_level="warning", lifespan="off",
+                                           ssl_certfile=options["tls_cert"],
+                                           ssl_keyfile=options["tls_key"]))
     thread = threading.Thread(target=server.run, name="radiolens-api", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():

@@ -54,6 +54,7 @@ class TriageService:
         self._worker_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.restarts = 0
+        self.card_figures: dict[str, dict[str, float]] = {}
         self._restart_backoff = Backoff(base=1.0, cap=60.0)
         self._restart_at: float | None = None  # when a dead worker is to be restarted
         self._worker_started_at = 0.0
@@ -90,10 +91,14 @@ class TriageService:
         db = s.db or str(self._db_url)
         if name == "receiver":
             return {"data_dir": str(s.data_dir), "db": db, "ae_title": s.ae_title,
-                    "port": s.dicom_port, "host": s.host}
+                    "port": s.dicom_port, "host": s.host, "max_pixels": s.max_image_pixels,
+                    "require_called_aet": s.require_called_aet, "tls_cert": s.tls_cert,
+                    "tls_key": s.tls_key}
         return {"data_dir": str(s.data_dir), "db": db, "token": self.token,
                 "model_name": s.model, "ae_title": s.ae_title, "dicom_port": s.dicom_port,
-                "host": s.host, "port": s.http_port}
+                "host": s.host, "port": s.http_port, "max_pixels": s.max_image_pixels,
+                "forward_to": s.forward_to, "card_figures": self.card_figures,
+                "organization": s.organization, "tls_cert": s.tls_cert, "tls_key": s.tls_key}
 
     def _start_part(self, name: str) -> None:
         """Start the receiver or API process and wait until it listens."""
@@ -132,10 +137,12 @@ class TriageService:
 
         s = self.settings
         check_peers(s)  # bad settings and busy ports: refused before the model loads
+        check_tls(s.tls_cert, s.tls_key)
         check_port_free(s.host, s.dicom_port, "DICOM", "--dicom-port")
         check_port_free(s.host, s.http_port, "HTTP", "--http-port")
         s.data_dir.mkdir(parents=True, exist_ok=True)
         info = read_model_info(resolve_run_dir(s.model))  # fail early on a bad --model
+        self.card_figures = card_figures(info.validation)
         if s.policy:
             from radiolens.worker import load_policy
 
@@ -157,7 +164,10 @@ class TriageService:
                         s.ae_title, s.dicom_port, s.host, s.http_port, s.model)
             return
         self.receiver = DicomReceiver(s.data_dir, self.engine, ae_title=s.ae_title,
-                                      port=s.dicom_port, host=s.host)
+                                      port=s.dicom_port, host=s.host,
+                                      max_pixels=s.max_image_pixels,
+                                      require_called_aet=s.require_called_aet,
+                                      tls_cert=s.tls_cert, tls_key=s.tls_key)
         try:
             self.receiver.start(block=False)
         except OSError as exc:
@@ -166,9 +176,11 @@ class TriageService:
         self._start_worker()
         app = create_app(s.data_dir, self.engine, self.token, model_name=s.model,
                          ae_title=s.ae_title, dicom_port=self.receiver.port,
-                         health_reasons=self.health_reasons)
+                         health_reasons=self.health_reasons, max_image_pixels=s.max_image_pixels,
+                         forward_to=s.forward_to, card_figures=self.card_figures,
+                         organization=s.organization)
         config = uvicorn.Config(app, host=s.host, port=s.http_port, log_level="warning",
-                                lifespan="off")
+                                lifespan="off", ssl_certfile=s.tls_cert, ssl_keyfile=s.tls_key)
         self._server = uvicorn.Server(config)
         self._api_thread = threading.Thread(target=self._server.run, name="radiolens-api",
                                             daemon=True)
@@ -385,3 +397,25 @@ def _terminate(proc: Any) -> None:
         logger.warning("%s did not stop within 10 s; killing it", proc.name)
         proc.kill()
         proc.join(timeout=10)
+
+
+def card_figures(validation: Any) -> dict[str, dict[str, float]]:
+    """The model card's validation sensitivity and specificity per label (from model.json)."""
+    out: dict[str, dict[str, float]] = {}
+    labels = (validation or {}).get("labels", {}) if isinstance(validation, dict) else {}
+    for label, metrics in labels.items():
+        if isinstance(metrics, dict):
+            out[str(label)] = {k: float(metrics[k]) for k in ("sensitivity", "specificity")
+                               if isinstance(metrics.get(k), int | float)}
+    return out
+
+
+def check_tls(cert: str | None, key: str | None) -> None:
+    """Refuse half a TLS setting, or files that are not there, before anything starts."""
+    from pathlib import Path
+
+    if (cert is None) != (key is None):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key (PEM files)")
+    for flag, value in (("--tls-cert", cert), ("--tls-key", key)):
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"{flag} {value}: no such file")

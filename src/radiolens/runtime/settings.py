@@ -40,6 +40,14 @@ class ServiceSettings(BaseModel):
                                      "API process in MiB; 0 for none")
     receiver_memory_limit_mb: int = Field(4096, ge=0, description="address-space limit "
                                           "of the DICOM receiver process in MiB; 0 for none")
+    max_image_pixels: int = Field(36_000_000, ge=4096, description="largest Rows x Columns "
+                                  "accepted (checked from the header, before decoding)")
+    require_called_aet: bool = Field(True, description="refuse associations addressed to "
+                                     "another AE title than ae_title")
+    tls_cert: str | None = Field(None, description="PEM certificate: HTTPS and DICOM TLS")
+    tls_key: str | None = Field(None, description="PEM private key of tls_cert")
+    organization: str = Field("radiolens", max_length=64,
+                              description="verifying organization named in signed SRs")
 
 
 def load_settings(overrides: dict[str, Any]) -> ServiceSettings:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AgreementOut",
+    "AgreementRow",
+    "BoxIn",
     "DeliveryOut",
     "DraftOut",
     "HealthOut",
@@ -30,20 +33,36 @@ class _In(BaseModel):
 
 
 class PriorityIn(_In):
-    """A person's priority for a study (never lowered by a later model result)."""
+    """A person's priority for a study (never lowered by a later model result); the
+    signed-in user is recorded as who set it."""
 
     priority: int = Field(ge=0, le=100, description="0..100, higher is read first")
-    reviewer: str = Field(min_length=1, max_length=128, description="who set it")
+
+
+class BoxIn(_In):
+    """A box around a finding, in image pixel coordinates of one instance."""
+
+    finding: str = Field(min_length=1, max_length=64)
+    sop_instance_uid: str = Field(default="", max_length=64)
+    x: float = Field(ge=0)
+    y: float = Field(ge=0)
+    w: float = Field(gt=0)
+    h: float = Field(gt=0)
 
 
 class ReviewIn(_In):
-    """A radiologist's review of the AI draft."""
+    """A radiologist's signed read: a call per finding and the report as signed.
 
-    action: Literal["accept", "correct"]
-    reviewer: str = Field(min_length=1, max_length=128)
-    text: str | None = Field(
-        default=None, max_length=100_000, description="the corrected report (for 'correct')"
-    )
+    ``result_id`` is the result the reviewer saw; when the study was scored again since,
+    or is signed already (and ``amend`` is false), the answer is 409.
+    """
+
+    result_id: int = Field(description="id of the result shown (GET /api/studies/{uid})")
+    calls: dict[str, Literal["present", "absent", "uncertain"]] = Field(
+        description="finding -> present / absent / uncertain, for every finding scored")
+    text: str = Field(min_length=1, max_length=100_000, description="the report as signed")
+    boxes: list[BoxIn] = Field(default_factory=list, max_length=100)
+    amend: bool = Field(default=False, description="amend the signed read (a new version)")
 
 
 class HealthOut(BaseModel):
@@ -52,7 +71,8 @@ class HealthOut(BaseModel):
     status: str
     version: str
     disclaimer: str
-    counts: dict[str, int]
+    #: studies per status and why the service is degraded: only when signed in
+    counts: dict[str, int] | None = None
     #: why the service is degraded; only shown to a request with the API token
     reasons: list[str] | None = None
 
@@ -96,6 +116,10 @@ class StudyOut(BaseModel):
     error: str | None
     model_name: str | None
     model_version: str | None
+    patient_sex: str | None = None
+    patient_age: str | None = Field(default=None, description="on the study date, e.g. 045Y")
+    reviewed_by: str | None = None
+    reviewed_at: dt.datetime | None = None
     links: StudyLinks
 
 
@@ -119,21 +143,32 @@ class ResultOut(BaseModel):
     flags: list[str]
     thresholds: dict[str, float]
     priority: int
-    heatmaps: dict[str, str] = Field(description="finding -> heatmap URL")
+    heatmaps: dict[str, str] = Field(description="finding -> heatmap overlay URL (RGB)")
+    heatmap_maps: dict[str, str] = Field(
+        default_factory=dict, description="finding -> URL of the 8-bit importance map")
+    heatmap_instances: dict[str, str] = Field(
+        default_factory=dict, description="finding -> SOP Instance UID the map belongs to")
     has_draft: bool
     has_sr: bool
     created_at: dt.datetime
 
 
 class ReviewOut(BaseModel):
-    """A recorded review."""
+    """A recorded review: a signed read (``sign``, ``amend``) or a reprioritisation."""
 
     id: int
+    study_instance_uid: str
     reviewer: str
     action: str
     text: str | None
     priority: int | None
     created_at: dt.datetime
+    version: int | None = None
+    result_id: int | None = None
+    calls: dict[str, str] | None = None
+    boxes: list[dict[str, Any]] | None = None
+    #: outputs that could not be made for a signed read (the read is recorded all the same)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class DeliveryOut(BaseModel):
@@ -161,12 +196,39 @@ class StudyDetailOut(StudyOut):
 
 
 class DraftOut(BaseModel):
-    """The preliminary AI draft report of a study."""
+    """A study's report: the preliminary AI draft, or once signed the final report."""
 
     study_instance_uid: str
     text: str
     disclaimer: str
-    status: Literal["preliminary"] = "preliminary"
+    status: Literal["preliminary", "final", "amended"] = "preliminary"
+    final: bool = False
+    signed_by: str | None = None
+    signed_at: dt.datetime | None = None
+    version: int | None = None
+
+
+class AgreementRow(BaseModel):
+    """The model against the reviewers for one finding (uncertain calls left out)."""
+
+    finding: str
+    n: int
+    sensitivity: float | None
+    sensitivity_ci: tuple[float, float] | None
+    specificity: float | None
+    specificity_ci: tuple[float, float] | None
+    card_sensitivity: float | None
+    card_specificity: float | None
+    drift: bool
+
+
+class AgreementOut(BaseModel):
+    """Agreement over the last signed reads, and a warning when it drifted."""
+
+    last_n: int
+    reviews: int
+    findings: list[AgreementRow]
+    warning: str | None
 
 
 class UploadItem(BaseModel):

@@ -175,7 +175,8 @@ class UploadSizeLimit:
         app: the ASGI application.
         max_bytes: a callable giving the cap in bytes (read per request, so it can come
             from the app's settings), or an int.
-        paths: the request paths (POST) the cap applies to.
+        paths: the request paths (POST) the cap applies to; one ending in ``/`` covers
+            every path below it.
 
     Example:
         >>> app.add_middleware(UploadSizeLimit, max_bytes=200 * 2**20)  # doctest: +SKIP
@@ -186,6 +187,10 @@ class UploadSizeLimit:
         self.app = app
         self.max_bytes = max_bytes
         self.paths = paths
+
+    def _covers(self, path: str) -> bool:
+        """Whether the cap applies to ``path`` (an entry ending in ``/`` is a prefix)."""
+        return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.paths)
 
     def _limit(self, scope: Scope) -> int:
         return self.max_bytes(scope) if callable(self.max_bytes) else int(self.max_bytes)
@@ -201,7 +206,7 @@ class UploadSizeLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope.get("method") != "POST"
-                or scope.get("path") not in self.paths):
+                or not self._covers(str(scope.get("path", "")))):
             await self.app(scope, receive, send)
             return
         limit = self._limit(scope)

@@ -182,21 +182,14 @@ def _study_result(src: Any, study_uid: str, model_name: str, labels: list[str],
                   findings: dict[str, float], flags: list[str], priority: int,
                   policy: TriagePolicy) -> Any:
     from radiolens import __version__
-    from radiolens.drafts import FindingScore, StudyResult
+    from radiolens.drafts.model import result_from_header
 
-    def text(keyword: str) -> str:
-        value = src.get(keyword, "")
-        return "" if value is None else str(value)
-
-    return StudyResult(
-        study_instance_uid=study_uid, patient_id=text("PatientID") or "UNKNOWN",
-        patient_name=text("PatientName"), patient_sex=text("PatientSex"),
-        patient_birth_date=text("PatientBirthDate"), accession_number=text("AccessionNumber"),
-        study_date=text("StudyDate"), study_description=text("StudyDescription"),
-        model_name=model_name, model_version=__version__,
-        findings=tuple(FindingScore(n, findings[n], float(policy.thresholds.get(n, 0.5)),
-                                    n in flags, policy.urgency.get(n, 1)) for n in labels),
-        priority=priority, scored_at=dt.datetime.now(dt.UTC))
+    return result_from_header(
+        src, study_uid=study_uid, model_name=model_name, model_version=__version__,
+        findings={n: findings[n] for n in labels},
+        thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels}, flags=flags,
+        priority=priority, scored_at=dt.datetime.now(dt.UTC),
+        urgency={n: policy.urgency.get(n, 1) for n in labels})
 
 
 class _Outputs:
@@ -229,6 +222,7 @@ def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[A
     from radiolens.drafts import make_heatmap_sc
     from radiolens.explain import overlay_heatmap
 
+    index: dict[str, dict[str, str]] = {}
     for name in flags:  # a heatmap for each flagged finding (Grad-CAM costs a backward pass)
         idx = int(best_image[labels.index(name)])
         heat = predictor.explain(images[idx], name)
@@ -236,6 +230,13 @@ def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[A
         png = out.out_dir / f"heatmap_{_slug(name)}.png"
         _write_png(png, rgb)
         out.heatmap_paths[name] = str(out.rel_dir / png.name)
+        # the plain importance map (0..255) for viewers that colour it themselves
+        heat_u8 = (np.clip(np.asarray(heat, dtype=np.float32), 0, 1) * 255).round()
+        map_png = out.out_dir / f"heatmap_{_slug(name)}_map.png"
+        _write_png(map_png, heat_u8.astype(np.uint8))
+        index[name] = {"map": str(out.rel_dir / map_png.name),
+                       "sop_instance_uid": str(datasets[idx].get("SOPInstanceUID", ""))}
+        _write(out.out_dir / "heatmaps.json", json.dumps(index, indent=1).encode("utf-8"))
         try:
             sc = make_heatmap_sc(datasets[idx], rgb)
             sc_path = out.out_dir / f"heatmap_{_slug(name)}_sc.dcm"

@@ -1,23 +1,51 @@
 // radiolens worklist UI: plain JavaScript, no build step, no external resources.
-// The API token comes from the URL fragment (#token=...) or the form, and is kept in
-// sessionStorage only. Every request sends it as a Bearer header; images are fetched
-// with the header. The image viewer (Cornerstone3D) is the prebuilt bundle under
-// /static/viewer/ (sources and `make ui` in src/radiolens/serve/ui/), loaded with import().
+//
+// Sign-in: the login form (POST /api/session) sets an HttpOnly session cookie; every
+// state-changing request then carries the session's CSRF token in X-CSRF-Token (kept in
+// memory only; GET /api/session gives it again after a reload). A service token (#token=
+// in the address, or the "service token" form) still works: it is kept in sessionStorage
+// and sent as a Bearer header. With the cookie the worklist is live (EventSource on
+// /api/events); with the token, which EventSource cannot send, it is polled every 5 s.
+//
+// The image viewer (Cornerstone3D) is the prebuilt bundle under /static/viewer/ (sources
+// and `make ui` in src/radiolens/serve/ui/), loaded with import().
 //
 // A study's panel is filled only from the answer to the latest selection (`state.seq`):
-// a slow answer for a study the user has left is dropped. Reviews name the study and the
-// result shown in the panel (`state.shown`), and Accept is enabled only once the study's
-// image has been drawn on screen.
+// a slow answer for a study the user has left is dropped. A review names the result shown
+// in the panel (`state.shown.resultId`), and Sign is enabled only once the study's image
+// has been drawn and every finding has a call the reviewer made (an AI suggestion counts
+// only once it is confirmed).
 "use strict";
 
-const REFRESH_MS = 5000;
+const POLL_MS = 5000; // without the event stream
+const LIVE_POLL_MS = 30000; // with it: only to keep the waiting times current
+const PAGE_SIZE = 50;
 const DICOMWEB = "/dicomweb";
 const SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.";
 const PRESET_KEYS = ["default", "full", "contrast", "bright", "soft"];
+const CALLS = ["present", "absent", "uncertain"];
+const VIEWS = ["unread", "flagged", "needs-check", "failed", "mine", "reviewed", "all"];
+const EMPTY_TEXT = {
+  unread: "No unread studies.", flagged: "No flagged studies.",
+  "needs-check": "No study needs an image check.", failed: "No failed studies.",
+  mine: "You have not signed any study yet.", reviewed: "No reviewed studies.",
+  all: "No studies on the worklist yet.",
+};
+const STATUS_TEXT = { "needs-check": "check image", reviewed: "reviewed" };
+
 const state = {
-  token: "",
+  token: "", // the service token (Bearer), or "" when signed in with the session cookie
+  me: null, // {name, role, via}
+  csrf: null, // the session's CSRF token
+  mode: "worklist", // worklist | annotate | agreement
+  view: "unread",
+  query: "",
+  offset: 0,
+  total: null,
+  masked: false,
+  studies: [], // the page shown
   selected: null, // the UID selected in the worklist
-  shown: null, // what the panel shows: {uid, resultId, scoredAt, scored, instancesKey}
+  shown: null, // what the panel shows: {uid, resultId, scoredAt, scored, instancesKey, ...}
   seq: 0, // bumped by every selection; answers for an older one are dropped
   controller: null, // aborts the previous selection's requests
   imageShown: false, // the shown study's image has been rendered
@@ -25,8 +53,16 @@ const state = {
   viewerGen: -1, // the viewer load that belongs to the shown study
   heatmaps: {}, // finding -> URL, of the shown result
   heatCache: new Map(), // URL -> ImageBitmap, for the shown study
+  review: null, // the form: {findings: [name], calls: {name: call}, confirmed: Set, amend}
+  focusIndex: 0, // the finding the annotate keys act on
+  signing: false,
+  skipped: new Set(), // annotate mode: studies skipped with N
+  alerted: new Set(), // urgent UIDs already announced
+  events: null, // the EventSource
+  live: false,
   refreshSeq: 0,
   timer: null,
+  searchTimer: null,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -64,29 +100,37 @@ function setStudyHash(uid) {
 
 // -- API ---------------------------------------------------------------------------
 
+/** The Authorization header value: the service token, or "" (the session cookie). */
 function authorization() {
-  return "Bearer " + state.token;
+  return state.token ? "Bearer " + state.token : "";
 }
 
 async function api(path, options = {}) {
-  const headers = Object.assign({}, options.headers || {}, { Authorization: authorization() });
-  const response = await fetch(path, Object.assign({}, options, { headers }));
-  if (response.status === 401) {
-    throw new Error("The API token was refused: enter the token printed by radiolens serve.");
-  }
+  const headers = Object.assign({}, options.headers || {});
+  if (state.token) headers.Authorization = authorization();
+  const method = (options.method || "GET").toUpperCase();
+  if (!["GET", "HEAD"].includes(method) && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options,
+    { headers }));
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
-    const err = new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    let text = typeof detail === "string" ? detail : JSON.stringify(detail);
+    if (response.status === 401 && !options.quiet401) {
+      text = state.token ? "The service token was refused: enter the token printed by radiolens serve."
+        : "You are signed out (the session expired): log in again.";
+      if (state.me) signedOut(text);
+    }
+    const err = new Error(text);
     err.status = response.status;
     throw err;
   }
   return response;
 }
 
-async function postJson(path, body) {
+async function sendJson(path, body, method = "POST") {
   return api(path, {
-    method: "POST",
+    method,
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
   });
@@ -96,25 +140,132 @@ function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
 
+/** A probability as people should read it: never "100 %" nor "0 %". */
+function percent(p) {
+  if (p === undefined || p === null || Number.isNaN(p)) return "";
+  const v = p * 100;
+  if (v > 99) return ">99 %";
+  if (v < 1) return "<1 %";
+  return `${Math.round(v)} %`;
+}
+
+/** "12 min", "3 h 5 min", "2 d 4 h" since an ISO time. */
+function waited(iso, now = Date.now()) {
+  if (!iso) return "";
+  const minutes = Math.max(0, Math.floor((now - new Date(iso).getTime()) / 60000));
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ${minutes % 60} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
+/** DICOM Patient's Age ("045Y", "006M", "012W", "003D") as people write it. */
+function ageText(age) {
+  const m = /^(\d{1,3})([DWMY])$/i.exec((age || "").trim());
+  if (!m) return age || "";
+  const n = Number(m[1]);
+  return `${n} ${{ D: "d", W: "wk", M: "mo", Y: "y" }[m[2].toUpperCase()]}`;
+}
+
+function sexText(sex) {
+  return { M: "male", F: "female", O: "other" }[(sex || "").toUpperCase()] || "";
+}
+
+function priorityBand(p) {
+  if (p >= 80) return { cls: "prio-high", text: "high" };
+  if (p >= 50) return { cls: "prio-mid", text: "medium" };
+  return { cls: "prio-low", text: "low" };
+}
+
+function formatCount(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+// -- signing in --------------------------------------------------------------------
+
+function showSignedIn() {
+  const me = state.me;
+  $("whoami").hidden = false;
+  $("whoami-name").textContent = me.name;
+  $("whoami-role").textContent = me.role + (me.via === "service" ? ", service token" : "");
+  $("signin").hidden = true;
+  $("modes").hidden = false;
+  $("workspace").hidden = false;
+}
+
+function signedOut(text = "") {
+  state.me = null;
+  state.csrf = null;
+  state.token = "";
+  sessionStorage.removeItem("radiolens-token");
+  stopLive();
+  if (state.timer !== null) { clearInterval(state.timer); state.timer = null; }
+  $("whoami").hidden = true;
+  $("signin").hidden = false;
+  $("modes").hidden = true;
+  $("workspace").hidden = true;
+  $("detail").hidden = true;
+  $("worklist").tBodies[0].replaceChildren();
+  state.selected = null;
+  state.shown = null;
+  say(text || "Log in to see the worklist.", Boolean(text));
+  $("login-name").focus();
+}
+
+async function whoAmI() {
+  try {
+    const me = await (await api("/api/session", { quiet401: true })).json();
+    return me;
+  } catch (e) {
+    if (e.status === 401) return null;
+    if (e.status === 404 && state.token) {
+      return { name: "admin", role: "admin", via: "service", csrf_token: null }; // older server
+    }
+    throw e;
+  }
+}
+
+async function logIn(name, password) {
+  state.token = "";
+  sessionStorage.removeItem("radiolens-token");
+  const response = await fetch("/api/session", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name, password }),
+  });
+  if (response.status === 401) throw new Error("Wrong user name or password.");
+  if (!response.ok) throw new Error(`Login failed (HTTP ${response.status}).`);
+  return response.json();
+}
+
+async function logOut() {
+  try {
+    if (!state.token) await api("/api/session", { method: "DELETE" });
+  } catch (e) { /* signed out anyway */ }
+  signedOut();
+  say("Logged out.");
+}
+
 // -- the worklist (updated in place, so focus and selection survive a refresh) -------
 
-function flagBadges(flags) {
+function flagBadges(s) {
   const span = document.createElement("span");
-  for (const flag of flags) {
+  for (const flag of s.flags || []) {
     const badge = document.createElement("span");
     badge.className = "badge flag";
     badge.textContent = flag;
-    badge.title = flag;
+    badge.title = `AI flag: ${flag}`;
     span.appendChild(badge);
   }
   return span;
 }
 
 function topProbabilities(findings, n = 3) {
-  return Object.entries(findings)
+  return Object.entries(findings || {})
     .sort((a, b) => b[1] - a[1])
     .slice(0, n)
-    .map(([name, p]) => `${name} ${(p * 100).toFixed(0)}%`)
+    .map(([name, p]) => `${name} ${percent(p)}`)
     .join(", ");
 }
 
@@ -126,15 +277,26 @@ function personName(pn) {
   return [family, first].filter(Boolean).join(", ") + (suffix ? ` ${suffix}` : "");
 }
 
+function demographics(s) {
+  return [ageText(s.patient_age), sexText(s.patient_sex)].filter(Boolean).join(", ");
+}
+
+/** Who the study is of, or "Patient hidden" while masking is on. */
 function patientText(s) {
+  if (state.masked) return "Patient hidden";
   return [s.patient_id, personName(s.patient_name)].filter(Boolean).join(" ");
+}
+
+function patientLine(s) {
+  const demo = demographics(s);
+  return patientText(s) + (demo ? ` · ${demo}` : "");
 }
 
 function newRow(uid) {
   const tr = document.createElement("tr");
   tr.dataset.uid = uid;
   tr.tabIndex = 0;
-  for (const name of ["priority", "status", "patient", "received", "flags", "top"]) {
+  for (const name of ["priority", "status", "patient", "waiting", "flags", "top"]) {
     const td = document.createElement("td");
     td.className = "col-" + name;
     tr.appendChild(td);
@@ -148,18 +310,33 @@ function setCell(td, text, title = "") {
 }
 
 function fillRow(tr, s) {
-  const [priority, status, patient, received, flags, top] = tr.cells;
+  const [priority, status, patient, waiting, flags, top] = tr.cells;
+  const band = priorityBand(s.priority);
   const by = s.priority_set_by === "person" ? " (set by a person)" : "";
-  setCell(priority, String(s.priority), "priority" + by);
-  setCell(status, s.status);
+  const pkey = `${s.priority}|${band.cls}`;
+  if (priority.dataset.key !== pkey) {
+    priority.dataset.key = pkey;
+    const badge = document.createElement("span");
+    badge.className = "prio " + band.cls;
+    badge.textContent = `${s.priority} ${band.text}`;
+    priority.replaceChildren(badge);
+  }
+  priority.title = `priority ${s.priority}, ${band.text}${by}`;
+  tr.dataset.band = band.cls;
+  const statusText = STATUS_TEXT[s.status] || s.status;
+  const statusTitle = s.status === "reviewed" && s.reviewed_by
+    ? `signed by ${s.reviewed_by} ${when(s.reviewed_at)}`
+    : s.status === "needs-check" ? "the image needs a check (quality or type); not a finding" : "";
+  setCell(status, statusText, statusTitle);
   status.className = "col-status status-" + s.status;
-  const who = patientText(s);
+  const who = patientLine(s);
   setCell(patient, who, who);
-  setCell(received, when(s.received_at));
-  const key = s.flags.join("\u0001");
+  const isRead = s.status === "reviewed";
+  setCell(waiting, isRead ? "read" : waited(s.received_at), `received ${when(s.received_at)}`);
+  const key = (s.flags || []).join("\u0001");
   if (flags.dataset.key !== key) {
     flags.dataset.key = key;
-    flags.replaceChildren(flagBadges(s.flags));
+    flags.replaceChildren(flagBadges(s));
   }
   const tops = topProbabilities(s.findings);
   setCell(top, tops, tops);
@@ -172,6 +349,7 @@ function rowFor(uid) {
 }
 
 function renderWorklist(studies) {
+  state.studies = studies;
   const tbody = $("worklist").tBodies[0];
   const active = document.activeElement;
   const focusedUid = active && active.closest && active.closest("#worklist tbody tr")
@@ -190,47 +368,206 @@ function renderWorklist(studies) {
   if (focusedUid) {
     const tr = rowFor(focusedUid);
     if (tr && document.activeElement !== tr) tr.focus({ preventScroll: true });
+    else if (!tr && tbody.rows.length) tbody.rows[0].focus({ preventScroll: true });
   }
   $("empty").hidden = studies.length > 0;
+  $("empty").textContent = state.query ? `No study matches “${state.query}”.`
+    : EMPTY_TEXT[state.view] || EMPTY_TEXT.all;
+  renderPager(studies.length);
   const open = studies.find((s) => s.study_instance_uid === state.selected);
   if (open && state.shown && state.shown.uid === open.study_instance_uid
-      && open.scored_at !== state.shown.scoredAt && $("correct-form").hidden) {
+      && open.scored_at !== state.shown.scoredAt && !formTouched()) {
     selectStudy(open.study_instance_uid, { quiet: true }); // a new result for the open study
   }
 }
 
+function renderPager(shown) {
+  const total = state.total;
+  let text;
+  if (!shown) text = total ? `none of ${formatCount(total)} on this page` : "";
+  else if (total === null) text = `${formatCount(shown)} shown`;
+  else {
+    const first = state.offset + 1;
+    const last = state.offset + shown;
+    text = `${formatCount(first)}–${formatCount(last)} of ${formatCount(total)}`;
+  }
+  $("page-info").textContent = text;
+  $("page-prev").disabled = state.offset <= 0;
+  $("page-next").disabled = total === null ? shown < PAGE_SIZE : state.offset + shown >= total;
+}
+
+function listUrl() {
+  const params = new URLSearchParams({ view: state.view, limit: String(PAGE_SIZE),
+    offset: String(state.offset) });
+  if (state.query) params.set("q", state.query);
+  return "/api/studies?" + params.toString();
+}
+
 async function refresh() {
-  if (!state.token) return;
+  if (!state.me) return;
   const seq = ++state.refreshSeq;
   try {
-    const studies = await (await api("/api/studies?limit=200")).json();
+    const response = await api(listUrl());
+    const studies = await response.json();
     if (seq !== state.refreshSeq) return; // a later refresh answered first
+    const total = response.headers.get("X-Total-Count");
+    state.total = total === null ? null : Number(total);
+    if (!studies.length && state.offset > 0 && state.total !== null && state.offset >= state.total) {
+      state.offset = Math.max(0, Math.floor((state.total - 1) / PAGE_SIZE) * PAGE_SIZE);
+      refresh();
+      return;
+    }
     renderWorklist(studies);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
-    say(e.message, true);
+    if (seq === state.refreshSeq) say(e.message, true);
   }
 }
 
+function setView(view) {
+  if (!VIEWS.includes(view)) return;
+  state.view = view;
+  state.offset = 0;
+  sessionStorage.setItem("radiolens-view", view);
+  for (const b of $("views").querySelectorAll("button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.view === view));
+  }
+  refresh();
+}
+
+function setMasked(on) {
+  state.masked = on;
+  $("mask").checked = on;
+  sessionStorage.setItem("radiolens-mask", on ? "on" : "off");
+  document.body.classList.toggle("masked", on);
+  for (const tr of $("worklist").tBodies[0].rows) {
+    const s = state.studies.find((x) => x.study_instance_uid === tr.dataset.uid);
+    if (s) fillRow(tr, s);
+  }
+  if (state.shown && state.shown.study) renderHeader(state.shown.study);
+  for (const el of document.querySelectorAll("#alerts .alert")) {
+    el.querySelector(".alert-text").textContent = alertText(el._study);
+  }
+}
+
+// -- live updates: the event stream (session cookie), else polling -----------------
+
+function schedule(ms) {
+  if (state.timer !== null) clearInterval(state.timer);
+  state.timer = setInterval(refresh, ms);
+}
+
+function stopLive() {
+  if (state.events) state.events.close();
+  state.events = null;
+  state.live = false;
+  $("live").textContent = "";
+}
+
+function startLive() {
+  stopLive();
+  if (state.token || typeof EventSource === "undefined") {
+    $("live").textContent = state.token ? "· refreshed every 5 s (service token)" : "";
+    schedule(POLL_MS);
+    return;
+  }
+  schedule(POLL_MS); // until the stream is open
+  const es = new EventSource("/api/events");
+  state.events = es;
+  es.addEventListener("open", () => {
+    if (state.events !== es) return;
+    state.live = true;
+    $("live").textContent = "· live";
+    schedule(LIVE_POLL_MS);
+  });
+  es.addEventListener("studies", (ev) => {
+    if (state.events !== es) return;
+    let data = {};
+    try { data = JSON.parse(ev.data); } catch (e) { /* a malformed event: just refresh */ }
+    refresh();
+    for (const uid of data.urgent || []) announceUrgent(uid);
+    // the open study changed (another reviewer signed it, a new result): reload the
+    // panel unless the reviewer is in the middle of a read
+    const open = state.shown && state.shown.uid;
+    if (open && (data.changed || []).includes(open) && !formTouched() && !state.signing) {
+      selectStudy(open, { quiet: true });
+    }
+  });
+  es.addEventListener("error", () => {
+    if (state.events !== es) return;
+    state.live = false;
+    if (es.readyState === EventSource.CLOSED) {
+      $("live").textContent = "· refreshed every 5 s (no live updates)";
+      state.events = null;
+    } else {
+      $("live").textContent = "· reconnecting";
+    }
+    schedule(POLL_MS);
+  });
+}
+
+function alertText(s) {
+  const who = patientLine(s) || "a study";
+  return `New urgent study: ${who} — priority ${s.priority}` +
+    (s.flags && s.flags.length ? ` (AI flags: ${s.flags.join(", ")})` : "");
+}
+
+async function announceUrgent(uid) {
+  if (state.alerted.has(uid)) return;
+  state.alerted.add(uid);
+  let study = { study_instance_uid: uid, priority: "", flags: [] };
+  try {
+    study = await (await api(`/api/studies/${encodeURIComponent(uid)}`)).json();
+  } catch (e) { /* announce it anyway */ }
+  const box = document.createElement("div");
+  box.className = "alert";
+  box.setAttribute("role", "alert");
+  box.dataset.uid = uid;
+  box._study = study;
+  const text = document.createElement("span");
+  text.className = "alert-text";
+  text.textContent = alertText(study);
+  const open = document.createElement("button");
+  open.type = "button";
+  open.textContent = "Open";
+  open.addEventListener("click", () => { box.remove(); selectStudy(uid); });
+  const dismiss = document.createElement("button");
+  dismiss.type = "button";
+  dismiss.className = "dismiss";
+  dismiss.textContent = "Dismiss";
+  dismiss.setAttribute("aria-label", "Dismiss this alert");
+  dismiss.addEventListener("click", () => box.remove());
+  box.append(text, open, dismiss);
+  $("alerts").appendChild(box);
+}
+
 // -- the study panel ---------------------------------------------------------------
+
+function renderHeader(study) {
+  $("detail-title").textContent = `${patientLine(study) || "Study"} (${STATUS_TEXT[study.status] || study.status})`;
+  renderMeta(study);
+}
 
 function renderMeta(study) {
   const dl = $("detail-meta");
   dl.replaceChildren();
   const rows = [
     ["Patient", patientText(study)],
-    ["Accession", study.accession_number || ""],
-    ["Status", study.status + (study.error ? ` — ${study.error}` : "")],
+    ["Age, sex", demographics(study)],
+    ["Accession", state.masked ? (study.accession_number ? "hidden" : "") : study.accession_number || ""],
+    ["Status", (STATUS_TEXT[study.status] || study.status) + (study.error ? ` — ${study.error}` : "")],
+    ["Received", `${when(study.received_at)} (${waited(study.received_at)} ago)`],
     ["Priority", `${study.priority}` + (study.priority_set_by ? ` (set by ${study.priority_set_by})` : "")],
     ["Model", [study.model_name, study.model_version].filter(Boolean).join(" ")],
     ["Study UID", study.study_instance_uid],
   ];
   for (const [k, v] of rows) {
+    if (!v) continue;
     const dt = document.createElement("dt"); dt.textContent = k;
     const dd = document.createElement("dd"); dd.textContent = v;
     dl.append(dt, dd);
   }
-  const failed = study.deliveries.filter((d) => d.status === "failed");
+  const failed = (study.deliveries || []).filter((d) => d.status === "failed");
   if (failed.length) {
     const dt = document.createElement("dt"); dt.textContent = "Failed sends";
     const dd = document.createElement("dd");
@@ -240,30 +577,36 @@ function renderMeta(study) {
   }
 }
 
+function signedReviews(reviews) {
+  return (reviews || []).filter((r) => r.action === "sign" || r.action === "amend");
+}
+
 function renderReviews(reviews) {
-  const ul = $("reviews");
-  ul.replaceChildren();
-  for (const r of reviews) {
+  const ol = $("reviews");
+  ol.replaceChildren();
+  const list = [...(reviews || [])].sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+  for (const r of list) {
     const li = document.createElement("li");
-    const extra = r.priority !== null ? ` → priority ${r.priority}` : "";
-    li.textContent = `${when(r.created_at)} — ${r.reviewer}: ${r.action}${extra}`;
-    ul.appendChild(li);
+    const head = document.createElement("span");
+    const version = r.version ? `version ${r.version}: ` : "";
+    const extra = r.priority !== null && r.priority !== undefined ? ` → priority ${r.priority}` : "";
+    head.textContent = `${version}${r.action} by ${r.reviewer} — ${when(r.created_at)}${extra}`;
+    li.appendChild(head);
+    if (r.calls && Object.keys(r.calls).length) {
+      const calls = document.createElement("span");
+      calls.className = "calls-summary";
+      calls.textContent = Object.entries(r.calls).map(([f, c]) => `${f}: ${c}`).join(" · ");
+      li.appendChild(calls);
+    }
+    ol.appendChild(li);
   }
-  if (!reviews.length) {
-    const li = document.createElement("li"); li.textContent = "No reviews yet."; ul.appendChild(li);
+  if (!list.length) {
+    const li = document.createElement("li"); li.textContent = "No reviews yet."; ol.appendChild(li);
   }
 }
 
-function updateActions() {
-  const shown = state.shown;
-  const ready = Boolean(shown && shown.uid === state.selected && shown.scored && state.imageShown);
-  $("accept").disabled = !ready;
-  $("correct").disabled = !ready;
-  let note = "";
-  if (shown && shown.scored && !state.imageShown) {
-    note = "Accept and Correct are enabled once the image is displayed.";
-  }
-  $("accept-note").textContent = note;
+function formTouched() {
+  return Boolean(state.review && (state.review.confirmed.size > 0 || state.review.edited));
 }
 
 function showLoading(uid) {
@@ -272,6 +615,7 @@ function showLoading(uid) {
   state.imageShown = false;
   state.heatmaps = {};
   state.heatCache = new Map();
+  state.review = null;
   $("detail").hidden = false;
   $("detail").setAttribute("aria-busy", "true");
   $("detail").dataset.uid = uid;
@@ -279,12 +623,15 @@ function showLoading(uid) {
   $("detail-meta").replaceChildren();
   $("draft-text").textContent = "";
   $("draft-disclaimer").textContent = "";
+  $("signed-line").hidden = true;
+  $("amend").hidden = true;
   $("reviews").replaceChildren();
   $("overlay-controls").hidden = true;
   $("viewport-info").textContent = "";
   $("viewport-note").hidden = true;
-  $("correct-form").hidden = true;
-  updateActions();
+  $("review-form").hidden = true;
+  $("calls").replaceChildren();
+  updateSign();
   if (state.viewer) state.viewer.then((v) => v.clear()).catch(() => {});
 }
 
@@ -302,13 +649,16 @@ async function selectStudy(uid, { quiet = false } = {}) {
   state.selected = uid;
   markSelected(uid);
   setStudyHash(uid);
+  if (state.mode === "agreement") setMode("worklist", { keepStudy: true });
   if (!quiet || !state.shown || state.shown.uid !== uid) showLoading(uid);
   const signal = controller.signal;
   try {
     const study = await (await api(`/api/studies/${encodeURIComponent(uid)}`, { signal })).json();
     if (seq !== state.seq) return;
     let draft = null;
-    if (study.links.draft) draft = await (await api(study.links.draft, { signal })).json();
+    if (study.links && study.links.draft) {
+      draft = await (await api(study.links.draft, { signal })).json();
+    }
     if (seq !== state.seq) return;
     renderStudy(study, draft);
     await showImages(study, seq);
@@ -321,37 +671,352 @@ async function selectStudy(uid, { quiet = false } = {}) {
 }
 
 function renderStudy(study, draft) {
-  const latest = study.results[0] || null;
-  const images = study.instances.filter((i) => !(i.sop_class_uid || "").startsWith(SR_CLASS));
+  const latest = (study.results || [])[0] || null;
+  const images = (study.instances || []).filter((i) => !(i.sop_class_uid || "").startsWith(SR_CLASS));
   const instancesKey = study.study_instance_uid + "|" +
     images.map((i) => i.sop_instance_uid).join(",");
   const sameImages = state.shown && state.shown.instancesKey === instancesKey;
+  const signed = signedReviews(study.reviews);
+  const lastSign = signed.length ? signed.reduce((a, b) => ((b.version || 0) >= (a.version || 0) ? b : a)) : null;
+  const final = Boolean((draft && draft.final) || study.status === "reviewed" || lastSign);
+  const keepForm = Boolean(state.review && state.shown && !state.review.amend && !final
+    && state.shown.uid === study.study_instance_uid
+    && state.shown.resultId === (latest ? latest.id : null));
   state.shown = {
     uid: study.study_instance_uid,
     resultId: latest ? latest.id : null,
     scoredAt: study.scored_at,
-    scored: Boolean(study.links.draft),
+    scored: Boolean(latest && study.links && study.links.draft),
     instancesKey,
     images,
+    study,
+    latest,
+    draft,
+    final,
+    lastSign,
   };
   if (!sameImages) state.imageShown = false;
   $("detail").hidden = false;
   $("detail").removeAttribute("aria-busy");
   $("detail").dataset.uid = study.study_instance_uid;
-  $("detail-title").textContent = `${patientText(study) || "Study"} (${study.status})`;
-  renderMeta(study);
+  $("detail").dataset.final = String(final);
+  renderHeader(study);
   renderReviews(study.reviews);
   $("priority").value = study.priority;
-  $("correct-form").hidden = true;
+  const banner = $("draft-banner");
+  if (final) {
+    const by = (draft && draft.signed_by) || (lastSign && lastSign.reviewer) || study.reviewed_by || "";
+    const at = (draft && draft.signed_at) || (lastSign && lastSign.created_at) || study.reviewed_at;
+    const version = (draft && draft.version) || (lastSign && lastSign.version) || "";
+    banner.textContent = `FINAL — signed by ${by}` + (at ? ` at ${when(at)}` : "") +
+      (version ? ` (version ${version})` : "");
+    banner.className = "banner final";
+    $("signed-line").textContent = `Signed by ${by}` + (at ? ` at ${when(at)}` : "") +
+      (version ? ` (version ${version})` : "");
+    $("signed-line").hidden = false;
+    $("report-heading").textContent = "Final report";
+  } else {
+    banner.textContent = "AI draft — for radiologist review; not a diagnosis";
+    banner.className = "banner";
+    $("signed-line").hidden = true;
+    $("report-heading").textContent = "Draft report";
+  }
   if (draft) {
     $("draft-text").textContent = draft.text;
-    $("draft-disclaimer").textContent = draft.disclaimer;
+    $("draft-disclaimer").textContent = final ? "" : draft.disclaimer || "";
   } else {
     $("draft-text").textContent = "Not scored yet: the draft appears when the model has read the study.";
     $("draft-disclaimer").textContent = "";
   }
   renderOverlayControls(latest);
-  updateActions();
+  $("amend").hidden = !(final && latest);
+  $("draft-text").hidden = false;
+  $("report-heading").hidden = false;
+  if (keepForm) { // same result: keep the reviewer's calls
+    $("review-form").hidden = false;
+    $("draft-text").hidden = true;
+    $("report-heading").hidden = true;
+  } else if (latest && !final) openReviewForm({ amend: false });
+  else { state.review = null; $("review-form").hidden = true; }
+  updateSign();
+}
+
+// -- the structured review ---------------------------------------------------------
+
+/** Open the form: one call per finding of the shown result, the AI's suggestion (or, to
+ * amend, the signed calls) pre-selected. */
+function openReviewForm({ amend }) {
+  const shown = state.shown;
+  if (!shown || !shown.latest) return;
+  const result = shown.latest;
+  const findings = Object.keys(result.findings || {});
+  const thresholds = result.thresholds || {};
+  const previous = amend && shown.lastSign && shown.lastSign.calls ? shown.lastSign.calls : {};
+  const calls = {};
+  const confirmed = new Set();
+  for (const f of findings) {
+    if (previous[f]) { calls[f] = previous[f]; confirmed.add(f); } else {
+      calls[f] = (result.flags || []).includes(f) ? "present" : "absent";
+    }
+  }
+  state.review = { findings, calls, confirmed, amend, edited: false, ai: {} };
+  for (const f of findings) state.review.ai[f] = (result.flags || []).includes(f) ? "present" : "absent";
+  state.focusIndex = 0;
+  const box = $("calls");
+  box.replaceChildren();
+  findings.forEach((f, i) => {
+    const fs = document.createElement("fieldset");
+    fs.className = "call";
+    fs.dataset.finding = f;
+    fs.dataset.index = String(i);
+    const legend = document.createElement("legend");
+    const name = document.createElement("span");
+    name.className = "finding-name";
+    name.textContent = f;
+    const ai = document.createElement("span");
+    ai.className = "ai-info";
+    const flagged = (result.flags || []).includes(f);
+    const t = thresholds[f];
+    ai.textContent = ` — AI ${percent(result.findings[f])}` +
+      (t !== undefined ? ` (threshold ${percent(t)})` : "") + (flagged ? ", flagged" : "");
+    legend.append(name, ai);
+    fs.appendChild(legend);
+    CALLS.forEach((c, k) => {
+      const label = document.createElement("label");
+      label.className = "inline call-option";
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = `call-${i}`;
+      input.value = c;
+      input.checked = calls[f] === c;
+      input.dataset.finding = f;
+      input.setAttribute("aria-keyshortcuts", String(k + 1));
+      label.append(input, ` ${c}`);
+      fs.appendChild(label);
+    });
+    const tag = document.createElement("span");
+    tag.className = "call-state";
+    fs.appendChild(tag);
+    box.appendChild(fs);
+  });
+  $("report-text").value = amend ? $("draft-text").textContent
+    : (shown.draft ? shown.draft.text : "");
+  $("review-title").textContent = amend ? "Amend the signed read" : "Your read";
+  $("sign").textContent = amend ? "Sign amendment" : "Sign";
+  $("cancel-amend").hidden = !amend;
+  $("review-form").hidden = false;
+  $("draft-text").hidden = true; // the report is in the form's text box
+  $("report-heading").hidden = true;
+  renderCallStates();
+  updateSign();
+}
+
+function renderCallStates() {
+  const review = state.review;
+  if (!review) return;
+  for (const fs of $("calls").querySelectorAll("fieldset.call")) {
+    const f = fs.dataset.finding;
+    const mine = review.confirmed.has(f);
+    fs.dataset.state = mine ? "confirmed" : "ai";
+    const tag = fs.querySelector(".call-state");
+    tag.textContent = mine ? (review.calls[f] === review.ai[f] ? "your call (agrees with the AI)" : "your call")
+      : "AI suggestion — confirm or change";
+    fs.classList.toggle("current", state.mode === "annotate" && Number(fs.dataset.index) === state.focusIndex);
+  }
+}
+
+function setCall(finding, call) {
+  const review = state.review;
+  if (!review || !review.findings.includes(finding) || !CALLS.includes(call)) return;
+  review.calls[finding] = call;
+  review.confirmed.add(finding);
+  const i = review.findings.indexOf(finding);
+  const input = $("calls").querySelector(`input[name="call-${i}"][value="${call}"]`);
+  if (input) input.checked = true;
+  renderCallStates();
+  updateSign();
+}
+
+function missingCalls() {
+  const review = state.review;
+  if (!review) return [];
+  return review.findings.filter((f) => !review.confirmed.has(f));
+}
+
+function updateSign() {
+  const shown = state.shown;
+  const review = state.review;
+  const formOpen = Boolean(review && !$("review-form").hidden);
+  const ready = Boolean(shown && shown.uid === state.selected && shown.scored);
+  const missing = missingCalls();
+  const ok = formOpen && ready && state.imageShown && missing.length === 0 && !state.signing;
+  $("sign").disabled = !ok;
+  let note = "";
+  if (formOpen && ready && !state.imageShown) note = "Sign is enabled once the image is displayed.";
+  else if (formOpen && missing.length) {
+    note = `Confirm or change ${missing.length === 1 ? "1 finding" : `${missing.length} findings`}: ` +
+      missing.join(", ") + ".";
+  } else if (ok) note = review.amend ? "Ready to sign the amendment." : "Ready to sign.";
+  $("sign-note").textContent = note;
+}
+
+async function sign() {
+  const shown = state.shown;
+  const review = state.review;
+  if (!shown || !review || $("sign").disabled || state.signing) return;
+  if (shown.uid !== state.selected || !state.imageShown) {
+    say("The study is still loading: wait until its image is displayed.", true);
+    return;
+  }
+  state.signing = true;
+  updateSign();
+  const uid = shown.uid;
+  const body = {
+    result_id: shown.resultId,
+    calls: Object.assign({}, review.calls),
+    text: $("report-text").value,
+    amend: Boolean(review.amend),
+  };
+  try {
+    const out = await (await sendJson(`/api/studies/${encodeURIComponent(uid)}/review`, body)).json();
+    const version = out && out.version ? ` (version ${out.version})` : "";
+    const warnings = out && out.warnings && out.warnings.length
+      ? ` Note: ${out.warnings.join("; ")}` : "";
+    say(`${review.amend ? "Amendment signed" : "Signed"}${version}.${warnings}`);
+    state.review = null;
+    state.signing = false;
+    await refresh();
+    if (state.mode === "annotate") {
+      await nextInQueue();
+    } else if (state.selected === uid) {
+      await selectStudy(uid, { quiet: true });
+    }
+  } catch (e) {
+    state.signing = false;
+    if (e.status === 409) {
+      if (/amend/i.test(e.message)) {
+        say(`${e.message} — the panel was reloaded; use “Amend the signed report”.`, true);
+      } else {
+        say(`${e.message} — a newer AI result arrived: the panel was reloaded; review it again.`, true);
+      }
+      if (state.selected === uid) await selectStudy(uid);
+    } else {
+      say(e.message, true);
+    }
+    updateSign();
+  }
+}
+
+// -- annotate mode: the queue of unread studies, oldest first ------------------------
+
+async function nextInQueue() {
+  const params = new URLSearchParams({ view: "unread", order: "oldest", limit: String(PAGE_SIZE) });
+  let studies = [];
+  try {
+    studies = await (await api("/api/studies?" + params.toString())).json();
+  } catch (e) {
+    say(e.message, true);
+    return;
+  }
+  const next = studies.find((s) => !state.skipped.has(s.study_instance_uid)
+    && s.status !== "reviewed" && s.status !== "failed" && s.scored_at);
+  if (!next) {
+    $("annotate-info").textContent = studies.length
+      ? "every scored unread study was skipped or is still waiting for the model."
+      : "the queue is empty: every study has been read.";
+    say("Nothing left to annotate.");
+    return;
+  }
+  const left = studies.filter((s) => !state.skipped.has(s.study_instance_uid) && s.scored_at).length;
+  $("annotate-info").textContent = `oldest unread first; ${left}${studies.length >= PAGE_SIZE ? "+" : ""} in the queue.`;
+  await selectStudy(next.study_instance_uid);
+  focusFinding(0);
+}
+
+function focusFinding(index) {
+  const review = state.review;
+  if (!review || !review.findings.length) return;
+  state.focusIndex = Math.max(0, Math.min(review.findings.length - 1, index));
+  renderCallStates();
+  const fs = $("calls").querySelector(`fieldset.call[data-index="${state.focusIndex}"]`);
+  if (!fs) return;
+  const input = fs.querySelector("input:checked") || fs.querySelector("input");
+  if (input) input.focus({ preventScroll: false });
+}
+
+function setMode(mode, { keepStudy = false } = {}) {
+  const previous = state.mode;
+  state.mode = mode;
+  for (const b of $("modes").querySelectorAll("button[data-mode]")) {
+    b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+  }
+  document.body.classList.toggle("annotating", mode === "annotate");
+  $("annotate-bar").hidden = mode !== "annotate";
+  $("agreement").hidden = mode !== "agreement";
+  $("worklist-section").hidden = mode === "agreement";
+  if (mode === "agreement") {
+    $("detail").hidden = true;
+    loadAgreement();
+  } else if (state.selected && previous === "agreement" && !keepStudy) {
+    $("detail").hidden = false;
+  }
+  if (mode === "annotate") {
+    state.skipped = new Set();
+    nextInQueue();
+  }
+  renderCallStates();
+}
+
+// -- agreement ---------------------------------------------------------------------
+
+function ciText(ci) {
+  return Array.isArray(ci) && ci.length === 2 ? ` (${pct1(ci[0])}–${pct1(ci[1])})` : "";
+}
+
+function pct1(v) {
+  return v === null || v === undefined ? "—" : `${Math.round(v * 100)} %`;
+}
+
+async function loadAgreement() {
+  const tbody = $("agreement-table").tBodies[0];
+  $("agreement-info").textContent = "Loading…";
+  try {
+    const data = await (await api("/api/agreement")).json();
+    tbody.replaceChildren();
+    for (const f of data.findings || []) {
+      const tr = document.createElement("tr");
+      const cells = [
+        f.finding, String(f.n),
+        pct1(f.sensitivity) + ciText(f.sensitivity_ci), pct1(f.card_sensitivity),
+        pct1(f.specificity) + ciText(f.specificity_ci), pct1(f.card_specificity),
+        f.drift ? "drift: below the model card" : "no",
+      ];
+      cells.forEach((text, i) => {
+        const cell = document.createElement(i === 0 ? "th" : "td");
+        if (i === 0) cell.scope = "row";
+        cell.textContent = text;
+        if (i === 6 && f.drift) cell.className = "drift";
+        tr.appendChild(cell);
+      });
+      tbody.appendChild(tr);
+    }
+    if (!(data.findings || []).length) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 7;
+      td.textContent = "No signed reads yet.";
+      tr.appendChild(td);
+      tbody.appendChild(tr);
+    }
+    const reads = data.reviews !== undefined ? data.reviews : null;
+    $("agreement-info").textContent = (reads !== null ? `${formatCount(reads)} signed reads` : "Signed reads") +
+      (data.last_n ? ` (at most the last ${formatCount(data.last_n)} are counted).` : ".");
+    $("agreement-warning").textContent = data.warning || "";
+    $("agreement-warning").hidden = !data.warning;
+    if (data.warning) $("agreement-warning").setAttribute("role", "alert");
+  } catch (e) {
+    $("agreement-info").textContent = `The agreement figures could not be loaded: ${e.message}`;
+  }
 }
 
 // -- the viewer --------------------------------------------------------------------
@@ -397,7 +1062,7 @@ function onViewerChange(v) {
   $("viewport").dataset.rendered = String(v.generation);
   if (!state.imageShown) {
     state.imageShown = true;
-    updateActions();
+    updateSign();
   }
 }
 
@@ -408,7 +1073,7 @@ async function showImages(study, seq) {
   try {
     viewer = await getViewer();
   } catch (e) {
-    return; // the note says why; Accept stays disabled
+    return; // the note says why; Sign stays disabled
   }
   if (seq !== state.seq) return;
   if (state.imageShown && viewer.generation === state.viewerGen) {
@@ -435,11 +1100,14 @@ async function showImages(study, seq) {
 // -- the heatmap overlay -----------------------------------------------------------
 
 function renderOverlayControls(result) {
-  const heatmaps = result ? result.heatmaps : {};
-  const names = Object.keys(heatmaps);
+  // prefer the greyscale importance maps (drawn in colour by the viewer), else the
+  // pre-blended colour heatmaps
+  const maps = result && result.heatmap_maps && Object.keys(result.heatmap_maps).length
+    ? result.heatmap_maps : result ? result.heatmaps || {} : {};
+  const names = Object.keys(maps);
   const select = $("overlay-finding");
   const previous = select.value;
-  state.heatmaps = heatmaps;
+  state.heatmaps = maps;
   state.heatmapInstances = result ? result.heatmap_instances : null;
   select.replaceChildren();
   for (const name of names) {
@@ -447,7 +1115,7 @@ function renderOverlayControls(result) {
     opt.value = name;
     const p = result.findings[name];
     const flagged = result.flags.includes(name) ? " — flagged" : "";
-    opt.textContent = `${name}${p !== undefined ? ` ${(p * 100).toFixed(0)}%` : ""}${flagged}`;
+    opt.textContent = `${name}${p !== undefined ? ` ${percent(p)}` : ""}${flagged}`;
     select.appendChild(opt);
   }
   const first = names.find((n) => result.flags.includes(n)) || names[0];
@@ -496,59 +1164,6 @@ function setOverlayVisible(on) {
   if (state.viewer) state.viewer.then((viewer) => viewer.setHeatmapVisible(on));
 }
 
-// -- reviews -----------------------------------------------------------------------
-
-function reviewer() {
-  const name = $("reviewer").value.trim() || "radiologist";
-  sessionStorage.setItem("radiolens-reviewer", name);
-  return name;
-}
-
-async function postReview(body) {
-  const shown = state.shown;
-  if (!shown || shown.uid !== state.selected || !state.imageShown) {
-    throw new Error("The study is still loading: wait until its image is displayed.");
-  }
-  const path = `/api/studies/${encodeURIComponent(shown.uid)}/review`;
-  const full = Object.assign({}, body, { result_id: shown.resultId });
-  try {
-    return await postJson(path, full);
-  } catch (e) {
-    if (e.status === 409) {
-      const err = new Error("A newer AI result arrived for this study: the panel was " +
-        "reloaded; review it again.");
-      err.reload = true;
-      throw err;
-    }
-    // Until the server knows `result_id` (ReviewIn forbids unknown fields), check the
-    // latest result here and send the review without it.
-    if (e.status === 422 && /result_id/.test(e.message)) {
-      const study = await (await api(`/api/studies/${encodeURIComponent(shown.uid)}`)).json();
-      const latest = study.results[0] ? study.results[0].id : null;
-      if (latest !== shown.resultId) {
-        const err = new Error("A newer AI result arrived for this study: the panel was " +
-          "reloaded; review it again.");
-        err.reload = true;
-        throw err;
-      }
-      return postJson(path, body);
-    }
-    throw e;
-  }
-}
-
-async function act(label, fn) {
-  try {
-    await fn();
-    say(label);
-    await refresh();
-    if (state.selected) await selectStudy(state.selected, { quiet: true });
-  } catch (e) {
-    say(e.message, true);
-    if (e.reload && state.selected) await selectStudy(state.selected);
-  }
-}
-
 // -- keyboard ----------------------------------------------------------------------
 
 function moveRow(delta) {
@@ -567,18 +1182,57 @@ function withViewer(fn) {
   state.viewer.then(fn).catch(() => {});
 }
 
+function annotateKey(ev) {
+  // 1/2/3: the highlighted finding's call; up/down: the finding; Enter: sign; N: skip
+  const key = ev.key;
+  const handled = (fn) => { ev.preventDefault(); fn(); return true; };
+  const review = state.review;
+  if (key === "Escape") return handled(() => setMode("worklist"));
+  if (key === "n" || key === "N") return handled(() => skip());
+  if (!review || $("review-form").hidden) return false;
+  const call = { 1: "present", 2: "absent", 3: "uncertain" }[key];
+  if (call) {
+    return handled(() => {
+      setCall(review.findings[state.focusIndex], call);
+      if (state.focusIndex < review.findings.length - 1) focusFinding(state.focusIndex + 1);
+      else focusFinding(state.focusIndex);
+    });
+  }
+  if (key === "ArrowDown") return handled(() => focusFinding(state.focusIndex + 1));
+  if (key === "ArrowUp") return handled(() => focusFinding(state.focusIndex - 1));
+  const tag = ev.target && ev.target.tagName;
+  if (key === "Enter" && !["BUTTON", "A", "SUMMARY"].includes(tag)) return handled(() => sign());
+  return false;
+}
+
+async function skip() {
+  if (state.mode !== "annotate") return;
+  if (state.selected) state.skipped.add(state.selected);
+  await nextInQueue();
+}
+
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.defaultPrevented) return;
+  if (!state.me) return;
   const t = ev.target;
   const tag = t && t.tagName;
   if (tag === "TEXTAREA" || tag === "SELECT" || (t && t.isContentEditable)) return;
-  if (tag === "INPUT" && !["checkbox", "button"].includes(t.type)) return;
+  const isRadio = tag === "INPUT" && t.type === "radio";
+  if (tag === "INPUT" && !["checkbox", "button", "radio"].includes(t.type)) return;
   if ($("help").open) return;
+  if (state.mode === "annotate" && !$("detail").hidden && annotateKey(ev)) return;
   const key = ev.key;
+  // outside annotate mode the arrows (and digits) act within the radio group
+  if (isRadio && (key.startsWith("Arrow") || /^[0-9 ]$/.test(key))) return;
   const handled = (fn) => { ev.preventDefault(); fn(); };
   if (key === "?") return handled(() => $("help").showModal());
-  if (key === "ArrowDown") return handled(() => moveRow(1));
-  if (key === "ArrowUp") return handled(() => moveRow(-1));
+  if (key === "/") return handled(() => $("search").focus());
+  if (key === "A" && ev.shiftKey) return handled(() => setMode("annotate"));
+  if (key === "m" || key === "M") return handled(() => setMasked(!state.masked));
+  if (state.mode !== "agreement") {
+    if (key === "ArrowDown") return handled(() => moveRow(1));
+    if (key === "ArrowUp") return handled(() => moveRow(-1));
+  }
   if ($("detail").hidden) return;
   if (key === "ArrowRight") return handled(() => withViewer((v) => v.step(1)));
   if (key === "ArrowLeft") return handled(() => withViewer((v) => v.step(-1)));
@@ -608,14 +1262,32 @@ function onKey(ev) {
 // -- wiring ------------------------------------------------------------------------
 
 function wire() {
+  $("login-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const name = $("login-name").value.trim();
+    const password = $("login-password").value;
+    try {
+      const me = await logIn(name, password);
+      $("login-password").value = "";
+      state.me = me;
+      state.csrf = me.csrf_token || null;
+      say("");
+      await start();
+    } catch (e) {
+      $("login-password").value = "";
+      say(e.message, true);
+      $("login-password").focus();
+    }
+  });
   $("token-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     state.token = $("token").value.trim();
     sessionStorage.setItem("radiolens-token", state.token);
     $("token").value = "";
-    say("Token saved for this browser tab.");
-    start();
+    say("Service token saved for this browser tab.");
+    boot();
   });
+  $("logout").addEventListener("click", () => logOut());
   const tbody = $("worklist").tBodies[0];
   tbody.addEventListener("click", (ev) => {
     const tr = ev.target.closest("tr");
@@ -628,20 +1300,69 @@ function wire() {
       selectStudy(tr.dataset.uid);
     }
   });
-  $("accept").addEventListener("click", () => act("Draft accepted.", () =>
-    postReview({ action: "accept", reviewer: reviewer() })));
-  $("correct").addEventListener("click", () => {
-    $("correction").value = $("draft-text").textContent;
-    $("correct-form").hidden = false;
-    $("correction").focus();
+  $("views").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-view]");
+    if (b) setView(b.dataset.view);
   });
-  $("cancel-correct").addEventListener("click", () => { $("correct-form").hidden = true; });
-  $("correct-form").addEventListener("submit", (ev) => {
+  $("search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    act("Correction saved.", () =>
-      postReview({ action: "correct", text: $("correction").value, reviewer: reviewer() }));
+    clearTimeout(state.searchTimer);
+    state.query = $("search").value.trim();
+    state.offset = 0;
+    refresh();
   });
-  $("set-priority").addEventListener("click", () => {
+  $("search").addEventListener("input", () => {
+    clearTimeout(state.searchTimer);
+    state.searchTimer = setTimeout(() => {
+      const q = $("search").value.trim();
+      if (q === state.query) return;
+      state.query = q;
+      state.offset = 0;
+      refresh();
+    }, 300);
+  });
+  $("page-prev").addEventListener("click", () => {
+    state.offset = Math.max(0, state.offset - PAGE_SIZE);
+    refresh();
+  });
+  $("page-next").addEventListener("click", () => {
+    state.offset += PAGE_SIZE;
+    refresh();
+  });
+  $("mask").addEventListener("change", () => setMasked($("mask").checked));
+  $("modes").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-mode]");
+    if (b) setMode(b.dataset.mode);
+  });
+  $("annotate-skip").addEventListener("click", () => skip());
+  $("annotate-exit").addEventListener("click", () => setMode("worklist"));
+
+  // the review form: a click on a radio (even the pre-selected one) is the reviewer's call
+  $("calls").addEventListener("click", (ev) => {
+    const input = ev.target.closest("input[type=radio]");
+    if (!input) return;
+    const fs = input.closest("fieldset.call");
+    if (fs) state.focusIndex = Number(fs.dataset.index);
+    setCall(input.dataset.finding, input.value);
+  });
+  $("calls").addEventListener("change", (ev) => {
+    const input = ev.target.closest("input[type=radio]");
+    if (input && input.checked) setCall(input.dataset.finding, input.value);
+  });
+  $("report-text").addEventListener("input", () => { if (state.review) state.review.edited = true; });
+  $("review-form").addEventListener("submit", (ev) => { ev.preventDefault(); sign(); });
+  $("amend").addEventListener("click", () => {
+    openReviewForm({ amend: true });
+    $("report-text").focus();
+  });
+  $("cancel-amend").addEventListener("click", () => {
+    state.review = null;
+    $("review-form").hidden = true;
+    $("draft-text").hidden = false;
+    $("report-heading").hidden = false;
+    updateSign();
+  });
+  $("set-priority").addEventListener("click", async () => {
     const value = Number($("priority").value);
     if (!Number.isInteger(value) || value < 0 || value > 100) {
       say("Priority must be a whole number from 0 to 100.", true);
@@ -649,9 +1370,20 @@ function wire() {
     }
     const uid = state.shown ? state.shown.uid : null;
     if (!uid) return;
-    act(`Priority set to ${value}.`, () =>
-      postJson(`/api/studies/${encodeURIComponent(uid)}/priority`,
-        { priority: value, reviewer: reviewer() }));
+    const path = `/api/studies/${encodeURIComponent(uid)}/priority`;
+    try {
+      try {
+        await sendJson(path, { priority: value });
+      } catch (e) { // a server that still wants the reviewer's name in the body
+        if (e.status !== 422 || !/reviewer/.test(e.message)) throw e;
+        await sendJson(path, { priority: value, reviewer: state.me.name });
+      }
+      say(`Priority set to ${value}.`);
+      await refresh();
+      if (state.selected === uid) await selectStudy(uid, { quiet: true });
+    } catch (e) {
+      say(e.message, true);
+    }
   });
   $("preset").addEventListener("change", () => withViewer((v) => v.preset($("preset").value)));
   $("tool-zoom-in").addEventListener("click", () => withViewer((v) => v.zoom(1.25)));
@@ -670,12 +1402,33 @@ function wire() {
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", () => {
     const uid = hashParams().get("study");
-    if (uid && uid !== state.selected && state.token) selectStudy(uid);
+    if (uid && uid !== state.selected && state.me) selectStudy(uid);
   });
 }
 
+/** Who is signed in (cookie or service token)? Then the worklist, or the login form. */
+async function boot() {
+  let me = null;
+  try {
+    me = await whoAmI();
+  } catch (e) {
+    say(e.message, true);
+  }
+  if (!me) {
+    if (state.token) {
+      signedOut("The service token was refused: enter the token printed by radiolens serve.");
+    } else {
+      signedOut();
+    }
+    return;
+  }
+  state.me = me;
+  state.csrf = me.csrf_token || null;
+  await start();
+}
+
 async function start() {
-  if (!state.token) { say("Enter the API token to see the worklist."); return; }
+  showSignedIn();
   try {
     const info = await (await api("/api/info")).json();
     const dicom = info.dicom_port ? ` — send DICOM to ${info.ae_title} port ${info.dicom_port}` : "";
@@ -686,18 +1439,27 @@ async function start() {
     return;
   }
   await refresh();
+  startLive();
   const linked = hashParams().get("study");
   if (linked && linked !== state.selected) selectStudy(linked);
-  if (state.timer === null) state.timer = setInterval(refresh, REFRESH_MS);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("reviewer").value = sessionStorage.getItem("radiolens-reviewer") || $("reviewer").value;
   $("overlay-toggle").checked = sessionStorage.getItem("radiolens-overlay") === "on";
   const opacity = Number(sessionStorage.getItem("radiolens-overlay-opacity") || "50");
   $("overlay-opacity").value = String(opacity);
   $("overlay-opacity-value").textContent = `${opacity}%`;
+  state.masked = sessionStorage.getItem("radiolens-mask") === "on";
+  $("mask").checked = state.masked;
+  document.body.classList.toggle("masked", state.masked);
+  const view = sessionStorage.getItem("radiolens-view");
+  if (VIEWS.includes(view)) {
+    state.view = view;
+    for (const b of $("views").querySelectorAll("button")) {
+      b.setAttribute("aria-pressed", String(b.dataset.view === view));
+    }
+  }
   state.token = readToken();
   wire();
-  start();
+  boot();
 });
