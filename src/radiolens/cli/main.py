@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "deidentify": "deidentify",
     "examples": "examples",
+    "feedback": "feedback",
     "users": "users",
 }
 
