@@ -154,3 +154,44 @@ def test_sr_keeps_latin1_patient_name(tmp_path: Path, mixed_result: StudyResult,
     back = pydicom.dcmread(path)
     assert back.SpecificCharacterSet == "ISO_IR 192"
     assert str(back.PatientName) == "Müller^Jürgen"
+
+
+def test_signed_sr_codes_findings_in_snomed_and_is_verified_per_dsrdump(
+        tmp_path: Path, dx_source: Any) -> None:
+    import datetime as dt
+
+    from radiolens.drafts import FindingScore, SignedRead
+
+    from .conftest import make_result
+
+    if not Path("/usr/bin/dsrdump").exists():
+        pytest.skip("dcmtk's dsrdump is not installed (apt-get install dcmtk)")
+    # a lower-case model label still finds its SNOMED CT code
+    result = make_result(FindingScore("pneumonia", 0.91, 0.8, True),
+                         FindingScore("Consolidation", 0.2, 0.5, False))
+    read = SignedRead(reviewer="ada", signed_at=dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC),
+                      text="Right lower lobe pneumonia.",
+                      calls={"pneumonia": "present", "Consolidation": "uncertain"})
+    path = tmp_path / "signed.dcm"
+    make_sr(result, [dx_source], read=read).save_as(path, enforce_file_format=True)
+    out = subprocess.run(["/usr/bin/dsrdump", str(path)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert "Verification Flag   : VERIFIED" in out and "Completion Flag     : COMPLETE" in out
+    assert "ada^" in out  # the verifying observer is the reviewer
+    assert "(233604007,SCT,\"Pneumonia\")" in out
+    assert "(95436008,SCT,\"Lung consolidation\")" in out
+    assert "(82334004,SCT,\"Indeterminate\")" in out  # the reviewer's "uncertain"
+    assert "Right lower lobe pneumonia." in out
+
+
+def test_hl7_and_fhir_carry_snomed_codes() -> None:
+    from radiolens.drafts import FindingScore, make_fhir_bundle, make_oru
+
+    from .conftest import make_result
+
+    result = make_result(FindingScore("pneumonia", 0.91, 0.8, True))
+    draft = draft_report(result)
+    assert "^233604007^Pneumonia^SCT" in make_oru(result, draft)
+    obs = make_fhir_bundle(result, draft)["entry"][1]["resource"]
+    assert obs["code"]["coding"][0] == {"system": "http://snomed.info/sct",
+                                        "code": "233604007", "display": "Pneumonia"}

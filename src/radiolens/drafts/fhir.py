@@ -26,7 +26,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from radiolens import DISCLAIMER
-from radiolens.drafts._codes import SNOMED_FINDINGS
+from radiolens.drafts._codes import snomed_code
 from radiolens.drafts.model import FindingScore, SignedRead, StudyResult
 from radiolens.drafts.text import DraftReport, _iso_date, human_name
 from radiolens.errors import DraftError
@@ -72,9 +72,9 @@ _CALL_INTERPRETATION = {"present": ("POS", "Positive"), "absent": ("NEG", "Negat
 def _observation(result: StudyResult, f: FindingScore, obs_id: str, subject: dict[str, Any],
                  study_ref: dict[str, Any], read: SignedRead | None = None) -> dict[str, Any]:
     code: dict[str, Any] = {"text": f.name}
-    if f.name in SNOMED_FINDINGS:
-        value, display = SNOMED_FINDINGS[f.name]
-        code["coding"] = [{"system": _SNOMED, "code": value, "display": display}]
+    coded = snomed_code(f.name)
+    if coded is not None:
+        code["coding"] = [{"system": _SNOMED, "code": coded[0], "display": coded[1]}]
     call = read.calls.get(f.name) if read is not None else None
     if call is not None:
         pos = _CALL_INTERPRETATION[call]

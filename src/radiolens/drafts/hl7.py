@@ -25,7 +25,7 @@ from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
 
 from radiolens import __version__
-from radiolens.drafts._codes import LOCAL_SCHEME, local_code
+from radiolens.drafts._codes import LOCAL_SCHEME, local_code, snomed_code
 from radiolens.drafts.model import StudyResult, valid_dicom_date
 from radiolens.drafts.text import DraftReport, human_name
 from radiolens.errors import DicomSendError, DraftError
@@ -153,7 +153,9 @@ def make_oru(result: StudyResult, draft: DraftReport, sending_app: str = "RADIOL
         method = _escape(f"{result.model_name} {result.model_version}")
         for f in result.findings:
             label = _escape(f"{human_name(f.name).capitalize()} AI probability")
-            add_obx("NM", f"{_escape(local_code(f.name))}^{label}^{LOCAL_SCHEME}",
+            coded = snomed_code(f.name)  # the finding in SNOMED CT as the alternate code
+            alternate = f"^{coded[0]}^{_escape(coded[1])}^SCT" if coded else ""
+            add_obx("NM", f"{_escape(local_code(f.name))}^{label}^{LOCAL_SCHEME}{alternate}",
                     f"{f.probability:.4f}", obx_6="1^^UCUM", obx_7=f"<{f.threshold:.4f}",
                     obx_8="A" if f.flagged else "N", obx_17=f"^{method}")
         for line in draft.full_text.splitlines():

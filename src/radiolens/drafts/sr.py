@@ -24,7 +24,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from radiolens import DISCLAIMER, __version__
-from radiolens.drafts._codes import LOCAL_SCHEME, SNOMED_FINDINGS, local_code
+from radiolens.drafts._codes import LOCAL_SCHEME, local_code, snomed_code
 from radiolens.drafts.model import FindingScore, SignedRead, StudyResult, valid_dicom_date
 from radiolens.drafts.text import DRAFT_HEADER, DraftReport, draft_report, human_name
 from radiolens.errors import DraftError
@@ -58,9 +58,9 @@ _DEFAULT_ORIENTATION = ("L", "F")  # PA chest radiograph as usually displayed
 
 
 def _finding_code(name: str) -> hd.sr.CodedConcept:
-    if name in SNOMED_FINDINGS:
-        value, meaning = SNOMED_FINDINGS[name]
-        return hd.sr.CodedConcept(value, "SCT", meaning)
+    coded = snomed_code(name)
+    if coded is not None:
+        return hd.sr.CodedConcept(coded[0], "SCT", coded[1])
     return hd.sr.CodedConcept(local_code(name), LOCAL_SCHEME, human_name(name).capitalize())
 
 
