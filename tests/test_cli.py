@@ -41,3 +41,23 @@ def test_label_demo_prints_evidence(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "EX-001" in out and "negation (no)" in out and DISCLAIMER in out
     assert "No pleural effusion or pneumothorax" in out
+
+
+def test_labeller_demo_keeps_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--labeller", "--width", "100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    evidence_col = lines[next(i for i, ln in enumerate(lines) if "evidence" in ln and
+                              "rule" in ln)].index("evidence")
+    long_rule = next(ln for ln in lines if "blocked (" in ln)
+    assert long_rule.rstrip().endswith(")")  # the rule stands alone, evidence below it
+    after = lines[lines.index(long_rule) + 1]
+    assert after[:evidence_col].strip() == "" and after[evidence_col:].strip()
+    assert all(len(ln) <= 100 for ln in lines if ln != DISCLAIMER)  # kept whole
+
+
+def test_demo_table_cuts_with_an_ellipsis() -> None:
+    from radiolens.cli.demo_triage import _cut
+
+    text = "No acute cardiopulmonary abnormality detected by the AI model and more words"
+    assert _cut(text, 60).endswith("…") and len(_cut(text, 60)) <= 60
+    assert _cut("short", 60) == "short"

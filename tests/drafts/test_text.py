@@ -16,11 +16,13 @@ from radiolens.errors import DraftError
 from .conftest import make_result
 
 
-def test_nothing_flagged_gives_no_acute_abnormality_and_negatives() -> None:
+def test_nothing_flagged_names_what_the_model_assessed_and_negatives() -> None:
     r = make_result(FindingScore("Pneumonia", 0.1, 0.5, False),
                     FindingScore("Pleural_Thickening", 0.3, 0.4, False))
     d = draft_report(r)
-    assert d.impression == NO_ACUTE_FINDING
+    assert d.impression == ("No pleural thickening or pneumonia detected by the AI model "
+                            "(this model assesses these findings only).")
+    assert NO_ACUTE_FINDING not in d.full_text
     assert "No radiographic evidence of pneumonia." in d.findings_text
     assert "No radiographic evidence of pleural thickening." in d.findings_text
     assert "Possible" not in d.full_text and "Probable" not in d.full_text
@@ -31,7 +33,7 @@ def test_one_flagged_finding() -> None:
                     FindingScore("Effusion", 0.1, 0.5, False))
     d = draft_report(r)
     assert d.impression == "1. Findings consistent with pneumonia."
-    assert "Findings consistent with pneumonia (AI probability 0.87" in d.findings_text
+    assert "Findings consistent with pneumonia (AI probability 87 %" in d.findings_text
     assert "No radiographic evidence of pleural effusion." in d.findings_text
     assert NO_ACUTE_FINDING not in d.full_text
 
@@ -99,7 +101,28 @@ def test_no_finding_label_is_not_phrased() -> None:
     d = draft_report(make_result(FindingScore("No Finding", 0.9, 0.5, True),
                                  FindingScore("Pneumonia", 0.1, 0.5, False)))
     assert "no finding" not in d.full_text.lower()
+    assert d.impression == ("No pneumonia detected by the AI model (this model assesses "
+                            "pneumonia only).")
+
+
+def test_a_normal_vs_abnormal_model_says_no_acute_abnormality() -> None:
+    d = draft_report(make_result(FindingScore("Abnormal", 0.2, 0.5, False)))
     assert d.impression == NO_ACUTE_FINDING
+
+
+def test_many_findings_are_counted_not_claimed() -> None:
+    names = ["Atelectasis", "Cardiomegaly", "Edema", "Effusion", "Mass"]
+    d = draft_report(make_result(*(FindingScore(n, 0.1, 0.5, False) for n in names)))
+    assert d.impression.startswith("None of the 5 findings this model assesses")
+    assert "does not assess other abnormalities" in d.impression
+
+
+@pytest.mark.parametrize(("p", "text"), [(0.999, ">99 %"), (1.0, ">99 %"), (0.004, "<1 %"),
+                                         (0.5, "50 %"), (0.99, "99 %")])
+def test_percentages_never_read_as_certainty(p: float, text: str) -> None:
+    from radiolens.drafts.text import percent
+
+    assert percent(p) == text
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     return run_triage_demo(args)
 
 
+#: Width of the "rule" column of the labeller demo; longer rules get a line of their own.
+_RULE_WIDTH = 24
+
+
 def run_labeller_demo(width: int = 100) -> int:
     """Label the example reports and print each finding with its evidence sentence."""
     from radiolens import DISCLAIMER, ReportLabeler
@@ -62,9 +66,15 @@ def run_labeller_demo(width: int = 100) -> int:
                 continue
             trig = f" ({ev.trigger})" if ev.trigger else ""
             sentence = ev.sentence or "(no finding is positive or uncertain)"
-            line = f"  {ev.finding:<19} {LABEL_WORDS[int(ev.label)]:<9} {ev.rule + trig:<24} "
-            print(textwrap.fill(sentence, width, initial_indent=line,
-                                subsequent_indent=" " * len(line)))
+            rule = ev.rule + trig
+            line = f"  {ev.finding:<19} {LABEL_WORDS[int(ev.label)]:<9} "
+            indent = " " * (len(line) + _RULE_WIDTH + 1)
+            if len(rule) > _RULE_WIDTH:  # a long rule gets its own line; evidence below it
+                print(line + rule)
+                line = indent
+            else:
+                line += f"{rule:<{_RULE_WIDTH}} "
+            print(textwrap.fill(sentence, width, initial_indent=line, subsequent_indent=indent))
         print()
     print(DISCLAIMER)
     return 0

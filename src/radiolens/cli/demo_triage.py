@@ -130,7 +130,7 @@ def _demo(args: argparse.Namespace, service: Any, settings: Any) -> int:
             probs = ", ".join(f"{k} {v:.2f}" for k, v in (study.findings or {}).items())
             rows.append([str(rank), str(study.priority), study.status,
                          case.get("patient_id", "?"), ", ".join(study.flags or []) or "-",
-                         probs or "-", case.get("label", "?"), impression[:60]])
+                         probs or "-", case.get("label", "?"), _cut(impression, 60)])
         print()
         print(_table(rows, ["#", "priority", "status", "patient", "flags", "probability",
                             "dataset label", "AI draft impression"]))
@@ -154,6 +154,11 @@ def _demo(args: argparse.Namespace, service: Any, settings: Any) -> int:
         return 0
     finally:
         service.stop()
+
+
+def _cut(text: str, n: int) -> str:
+    """``text`` in at most ``n`` characters, with an ellipsis when it was cut."""
+    return text if len(text) <= n else text[:n - 1].rstrip() + "…"
 
 
 def _impression(text: str) -> str:

@@ -13,7 +13,7 @@ Example:
     ...                 model_version="1.0", scored_at=datetime(2024, 1, 1, tzinfo=timezone.utc),
     ...                 findings=(FindingScore("Pneumonia", 0.1, 0.5, False),))
     >>> draft_report(r).impression
-    'No acute cardiopulmonary abnormality detected by the AI model.'
+    'No pneumonia detected by the AI model (this model assesses pneumonia only).'
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ __all__ = [
     "draft_report",
     "human_name",
     "likelihood_phrase",
+    "nothing_detected",
+    "percent",
 ]
 
 logger = logging.getLogger(__name__)
@@ -39,8 +41,14 @@ logger = logging.getLogger(__name__)
 #: First line of every draft.
 DRAFT_HEADER = "PRELIMINARY AI DRAFT — for radiologist review; not a final report."
 
-#: Impression when the model flags nothing.
+#: Impression when a normal-vs-abnormal model flags nothing. A model of specific findings
+#: says which findings it assessed instead (:func:`nothing_detected`): it cannot rule out
+#: what it never looked for.
 NO_ACUTE_FINDING = "No acute cardiopulmonary abnormality detected by the AI model."
+#: Labels that assess the whole image (a normal-vs-abnormal model).
+_WHOLE_IMAGE = frozenset({"Abnormal", "abnormal"})
+#: Findings named one by one in the "nothing detected" sentence; more are counted.
+_NAMED_AT_MOST = 4
 
 #: Names that read better than the lower-cased label.
 _HUMAN_NAMES = {
@@ -104,8 +112,39 @@ def likelihood_phrase(finding: FindingScore) -> str:
     return f"Findings consistent with {noun}"
 
 
+def percent(p: float) -> str:
+    """A probability as a whole percentage, capped so that it never reads as certainty:
+    ``>99 %`` and ``<1 %`` at the ends."""
+    if p > 0.99:
+        return ">99 %"
+    if p < 0.01:
+        return "<1 %"
+    return f"{round(p * 100):d} %"
+
+
 def _scores(f: FindingScore) -> str:
-    return f"AI probability {f.probability:.2f}; operating threshold {f.threshold:.2f}"
+    return f"AI probability {percent(f.probability)}; operating threshold {percent(f.threshold)}"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def nothing_detected(findings: tuple[FindingScore, ...]) -> str:
+    """The impression when nothing is flagged, true to what the model assessed.
+
+    A normal-vs-abnormal model gives :data:`NO_ACUTE_FINDING`; a pneumonia-only model
+    "No pneumonia detected by the AI model (this model assesses pneumonia only)."
+    """
+    names = [f.name for f in findings if f.name not in _NOT_A_FINDING]
+    if not names or any(n in _WHOLE_IMAGE for n in names):
+        return NO_ACUTE_FINDING
+    human = sorted({human_name(n) for n in names})
+    if len(human) > _NAMED_AT_MOST:
+        return (f"None of the {len(human)} findings this model assesses was detected by the "
+                f"AI model ({', '.join(human)}); it does not assess other abnormalities.")
+    only = human[0] if len(human) == 1 else "these findings"
+    return f"No {_join(human)} detected by the AI model (this model assesses {only} only)."
 
 
 def _iso_date(value: str) -> str:
@@ -137,14 +176,14 @@ def draft_report(result: StudyResult) -> DraftReport:
     negatives.sort(key=lambda f: (human_name(f.name), f.name))
     lines += [f"No radiographic evidence of {human_name(f.name)}." for f in negatives]
     if not positives:
-        lines.append(NO_ACUTE_FINDING)
+        lines.append(nothing_detected(result.findings))
     findings_text = "\n".join(lines)
 
     if positives:
         impression = "\n".join(
             f"{i}. {likelihood_phrase(f)}." for i, f in enumerate(positives, start=1))
     else:
-        impression = NO_ACUTE_FINDING
+        impression = nothing_detected(result.findings)
 
     exam = result.study_description.strip() or "Chest radiograph"
     when = _iso_date(result.study_date)
