@@ -41,7 +41,7 @@ def api_schema(tmp_path: Path) -> Iterator[object]:
     world.score("urgent", {"Pneumothorax": 0.93, "Effusion": 0.4, "Pneumonia": 0.2}, 90)
     world.add_study("waiting", "P-WAITING", 3)
     app = create_app(data_dir, engine, TOKEN, model_name="test-model", dicom_port=11112)
-    yield schemathesis.openapi.from_asgi("/openapi.json", app)
+    yield schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)  # behind login
     engine.dispose()
 
 

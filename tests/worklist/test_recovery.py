@@ -134,3 +134,19 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     add_instance(engine, "1", "1")
     study = get_study(engine, "1.2.1")
     assert study is not None and study.output_attempts == 0
+
+
+def test_a_version_2_database_gains_the_signed_review_columns(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "v2.db")
+    create_or_migrate(engine)
+    with engine.begin() as conn:  # make it look like a version-2 database
+        for table, column in (("studies", "reviewed_by"), ("studies", "reviewed_at"),
+                              ("reviews", "calls"), ("reviews", "boxes"),
+                              ("reviews", "version")):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(text("UPDATE meta SET value='2' WHERE key='schema_version'"))
+    engine.dispose()
+    assert create_or_migrate(engine) == SCHEMA_VERSION
+    add_instance(engine, "1", "1")
+    study = get_study(engine, "1.2.1")
+    assert study is not None and study.reviewed_by is None

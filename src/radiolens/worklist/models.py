@@ -259,21 +259,33 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+def _columns(session: Session, table: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(session.connection()).get_columns(table)}
+
+
 def _add_output_columns(session: Session) -> None:
     """Version 1 -> 2: ``studies.output_errors`` and ``studies.output_attempts``."""
     from sqlalchemy import text
 
-    session.execute(text("ALTER TABLE studies ADD COLUMN output_errors JSON"))
-    session.execute(text("ALTER TABLE studies ADD COLUMN output_attempts INTEGER "
-                         "NOT NULL DEFAULT 0"))
+    present = _columns(session, "studies")
+    if "output_errors" not in present:
+        session.execute(text("ALTER TABLE studies ADD COLUMN output_errors JSON"))
+    if "output_attempts" not in present:
+        session.execute(text("ALTER TABLE studies ADD COLUMN output_attempts INTEGER "
+                             "NOT NULL DEFAULT 0"))
 
 
 def _add_columns(session: Session, table: str, names: tuple[str, ...]) -> None:
     """``ALTER TABLE ... ADD COLUMN`` for model columns, typed for the database's dialect."""
     from sqlalchemy import text
 
+    present = _columns(session, table)
     dialect = session.get_bind().dialect
     for name in names:
+        if name in present:  # a table made by create_all of this version has it already
+            continue
         column = Base.metadata.tables[table].c[name]
         session.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} "
                              f"{column.type.compile(dialect=dialect)}"))
