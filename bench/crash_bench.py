@@ -93,9 +93,11 @@ class Service:
             start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.dicom_port), timeout=1), \
-                        socket.create_connection(("127.0.0.1", self.http_port), timeout=1):
+            try:  # the API starts last; then one look at the DICOM port (each bare
+                # connection holds an association slot until the receiver's ACSE timeout)
+                with socket.create_connection(("127.0.0.1", self.http_port), timeout=1):
+                    pass
+                with socket.create_connection(("127.0.0.1", self.dicom_port), timeout=1):
                     return
             except OSError:
                 if self.proc.poll() is not None:
@@ -148,6 +150,9 @@ def storescu(port: int, files: list[Path], acked: set[Path], lock: threading.Loc
     assert proc.stdout is not None
     current: Path | None = None
     for line in proc.stdout:
+        if "Association Rejected" in line or "Association Request Failed" in line or \
+                line.startswith("F:") or line.startswith("E:"):
+            print(f"storescu: {line.strip()}", file=sys.stderr)
         m = _SENDING.search(line)
         if m:
             current = Path(m.group(1))

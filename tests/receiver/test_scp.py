@@ -344,3 +344,28 @@ def test_storage_failure_comment_names_no_server_path(
     with pytest.raises(DicomSendError, match="0xA700: storage failed: No space") as info:
         send_dataset(make_dataset(seed="nopath"), _to(receiver))
     assert str(tmp_path) not in str(info.value)
+
+
+def test_bare_tcp_connections_do_not_lock_the_pacs_out(tmp_path: Path, engine: Engine) -> None:
+    """A port scan or a load balancer's TCP check opens connections that never send an
+    A-ASSOCIATE-RQ; each holds an association slot until the ACSE timeout. With
+    pynetdicom's defaults (10 slots, 30 s) eleven such probes refused every sender
+    ("Local Limit Exceeded") for half a minute."""
+    import socket
+    import time
+
+    scp = DicomReceiver(tmp_path / "data", engine, host="127.0.0.1", port=free_port(),
+                        max_associations=4, acse_timeout=1.0)
+    scp.start()
+    try:
+        for _ in range(12):
+            socket.create_connection(("127.0.0.1", scp.port), timeout=5).close()
+        path = write_dicom(tmp_path, "probe", sop_class=CR)
+        deadline = time.monotonic() + 20  # far beyond the 1 s timeout, far below 30 s
+        while (proc := _storescu(scp, path)).returncode != 0:
+            assert "Local Limit Exceeded" in proc.stdout + proc.stderr, proc.stderr
+            assert time.monotonic() < deadline, "the probes still hold every slot"
+            time.sleep(0.5)
+        assert list_studies(engine)
+    finally:
+        scp.stop()

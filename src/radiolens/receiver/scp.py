@@ -73,6 +73,13 @@ def _failure(status: int, comment: str) -> Dataset:
     return reply
 
 
+#: Concurrent associations accepted (pynetdicom's default is 10).
+DEFAULT_MAX_ASSOCIATIONS = 32
+#: Seconds a peer has to complete association negotiation (and release); pynetdicom's
+#: default of 30 s lets bare TCP connections hold the slots far too long.
+DEFAULT_ACSE_TIMEOUT_S = 5.0
+
+
 class DicomReceiver:
     """A DICOM Storage SCP that stores chest radiographs and queues them for scoring.
 
@@ -97,6 +104,9 @@ class DicomReceiver:
         tls_key: the PEM private key of ``tls_cert``.
         tls_ca: PEM CA certificates; when given, callers must present a certificate
             signed by one of them (mutual TLS).
+        max_associations: concurrent associations accepted.
+        acse_timeout: seconds a peer has to negotiate (or release) an association; a
+            bare TCP connection holds a slot this long.
 
     Example:
         >>> receiver = DicomReceiver("data", port=11112)
@@ -121,7 +131,11 @@ class DicomReceiver:
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
         tls_ca: str | Path | None = None,
+        max_associations: int = DEFAULT_MAX_ASSOCIATIONS,
+        acse_timeout: float = DEFAULT_ACSE_TIMEOUT_S,
     ) -> None:
+        if max_associations < 1 or acse_timeout <= 0:
+            raise ConfigError("max_associations must be at least 1 and acse_timeout positive")
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("DICOM TLS needs both tls_cert and tls_key (PEM files)")
         self.data_dir = Path(data_dir)
@@ -136,6 +150,8 @@ class DicomReceiver:
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.tls_ca = tls_ca
+        self.max_associations = max_associations
+        self.acse_timeout = acse_timeout
         self.engine_: Engine | None = None
         self.ae_: AE | None = None
         self._server: ThreadedAssociationServer | None = None
@@ -184,6 +200,11 @@ class DicomReceiver:
     def _build_ae(self) -> AE:
         ae = AE(ae_title=self.ae_title)
         ae.require_called_aet = self.require_called_aet
+        # A connection that never sends an A-ASSOCIATE-RQ (a port scan, a load balancer's
+        # TCP check) holds one of the association slots until acse_timeout: keep it short,
+        # or a handful of probes locks every PACS out ("Local Limit Exceeded").
+        ae.maximum_associations = self.max_associations
+        ae.acse_timeout = self.acse_timeout
         for sop_class in self.accepted_sop_classes:
             ae.add_supported_context(sop_class, list(self.transfer_syntaxes))
         ae.add_supported_context(VERIFICATION)
