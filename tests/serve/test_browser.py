@@ -42,6 +42,9 @@ def test_worklist_review_flow(base_url: str, world: World) -> None:
                 "#worklist tbody tr", "rows => rows.map(r => r.dataset.uid)")
             assert uids == [world.uids["urgent"], world.uids["routine"], world.uids["waiting"]]
             assert "token=" not in page.url  # the token leaves the address bar
+            # EventSource cannot send the bearer token: the service token polls instead
+            assert "5 s" in page.inner_text("#live")
+            assert "Signed in as admin" in " ".join(page.inner_text("#whoami").split())
             first = page.locator("#worklist tbody tr").first
             assert "Pneumothorax" in first.locator(".badge.flag").inner_text()
             first.click()
@@ -53,14 +56,19 @@ def test_worklist_review_flow(base_url: str, world: World) -> None:
             # the heatmap is an overlay on the viewer, the flagged finding first
             page.wait_for_selector("#overlay-controls:not([hidden])")
             assert page.input_value("#overlay-finding") == "Pneumothorax"
-            # Accept becomes possible once the radiograph has been drawn
-            page.wait_for_selector("#accept:not([disabled])", timeout=20000)
-            assert page.get_attribute("#viewport", "data-rendered") is not None
-            page.fill("#reviewer", "dr-browser")
-            page.click("#accept")
-            page.wait_for_selector("text=Draft accepted.")
-            page.wait_for_selector("#reviews li:has-text('dr-browser: accept')")
+            # Sign becomes possible once the radiograph has been drawn and every finding
+            # has the reviewer's call (the AI's suggestion is pre-selected, not counted)
+            page.wait_for_selector("#review-form:not([hidden])")
+            assert page.is_disabled("#sign")
+            assert "AI suggestion" in page.inner_text("#calls")
+            _poll(page, "document.querySelector('#viewport').dataset.rendered !== undefined")
+            for i in range(page.locator("#calls fieldset.call").count()):
+                page.locator(f"#calls fieldset.call >> nth={i} >> input:checked").click()
+            _poll(page, "!document.querySelector('#sign').disabled")
+            page.click("#sign")
+            page.wait_for_selector("#message:has-text('Signed')")
+            page.wait_for_selector("#reviews li:has-text('sign by admin')")
         finally:
             browser.close()
     reviews = list_reviews(world.engine, world.uids["urgent"])
-    assert [(r.reviewer, r.action) for r in reviews] == [("dr-browser", "accept")]
+    assert [(r.reviewer, r.action) for r in reviews] == [("admin", "sign")]

@@ -81,6 +81,19 @@ class Page:
                   " && !document.querySelector('#viewport').classList.contains('loading')")
         self.page.wait_for_timeout(300)  # let the frame settle
 
+    def confirm_calls(self) -> None:
+        """Confirm every finding's pre-selected AI suggestion (a click on it)."""
+        n = self.page.locator("#calls fieldset.call").count()
+        assert n > 0, "the review form has no findings"
+        for i in range(n):
+            self.page.locator(f"#calls fieldset.call >> nth={i} >> input:checked").click()
+
+    def sign(self) -> None:
+        self.confirm_calls()
+        self.poll("!document.querySelector('#sign').disabled")
+        self.page.click("#sign")
+        self.page.wait_for_selector("#message:has-text('Signed')")
+
     def pixels(self) -> np.ndarray:
         from PIL import Image
 
@@ -110,7 +123,9 @@ def test_unflagged_study_renders_and_the_tools_change_the_pixels(browser, base_u
     ui.select(uid)
     first = ui.pixels()
     assert first.std() > 5 and first.max() > 50, "the radiograph is not drawn"
-    assert ui.page.is_enabled("#accept")
+    # the image is shown: Sign now waits only for the reviewer's calls
+    assert ui.page.is_disabled("#sign")
+    assert "Confirm or change 3 findings" in ui.page.inner_text("#sign-note")
     assert ui.page.is_visible("#overlay-controls")  # the test world has heatmaps for all
     assert "32×32 px" in ui.page.inner_text("#viewport-info")
 
@@ -247,7 +262,7 @@ def test_a_slow_answer_for_the_previous_study_never_shows_while_another_is_selec
     ui.page.click(f"#worklist tbody tr[data-uid='{a}']")
     ui.poll(f"document.querySelector('#detail').dataset.uid === '{a}'")
     assert held, "study A's detail request was not intercepted"
-    assert ui.page.is_disabled("#accept")
+    assert ui.page.is_disabled("#sign")
     ui.page.click(f"#worklist tbody tr[data-uid='{b}']")
     ui.wait_rendered(b)
     for route in held:  # A's answer arrives late (the page may have aborted it already)
@@ -259,11 +274,9 @@ def test_a_slow_answer_for_the_previous_study_never_shows_while_another_is_selec
     assert "P-ROUTINE" in ui.page.inner_text("#detail-title")
     assert "P-URGENT" not in ui.page.inner_text("#detail")
     assert "probable pneumothorax" not in ui.page.inner_text("#draft-text").lower()
-    ui.page.fill("#reviewer", "dr-race")
-    ui.page.click("#accept")
-    ui.page.wait_for_selector("text=Draft accepted.")
+    ui.sign()
     assert [(r.reviewer, r.action) for r in list_reviews(world.engine, b)] == [
-        ("dr-race", "accept")]
+        ("admin", "sign")]
     assert list_reviews(world.engine, a) == []
     assert ui.csp_errors() == []
 
@@ -285,18 +298,19 @@ def test_review_needs_the_image_on_screen_and_names_the_result(browser, base_url
             break
         ui.page.wait_for_timeout(100)
     assert held, "the frame request was not intercepted"
-    assert ui.page.is_disabled("#accept"), "Accept is possible before the image is shown"
-    assert "once the image is displayed" in ui.page.inner_text("#accept-note")
+    ui.confirm_calls()
+    assert ui.page.is_disabled("#sign"), "Sign is possible before the image is shown"
+    assert "once the image is displayed" in ui.page.inner_text("#sign-note")
     for route in held:
         route.continue_()
     ui.page.unroute("**/frames/1")
     ui.wait_rendered(uid)
-    ui.poll("!document.querySelector('#accept').disabled")
-    ui.page.click("#accept")
-    ui.page.wait_for_selector("text=Draft accepted.")
+    ui.poll("!document.querySelector('#sign').disabled")
+    ui.page.click("#sign")
+    ui.page.wait_for_selector("#message:has-text('Signed')")
     latest = list_results(world.engine, uid)[0].id
     assert any(f'"result_id":{latest}' in b for b in bodies), bodies
-    assert [r.action for r in list_reviews(world.engine, uid)] == ["accept"]
+    assert [r.action for r in list_reviews(world.engine, uid)] == ["sign"]
 
 
 def test_deep_link_survives_a_reload(browser, base_url: str, world: World) -> None:
@@ -366,7 +380,8 @@ def test_every_image_of_a_study_is_shown(browser, base_url: str, world: World) -
     assert changed(first, ui.pixels()) > 2
     ui.page.click("#image-prev")
     ui.poll("document.querySelector('#image-count').textContent === 'Image 1 of 2'")
-    assert ui.page.is_disabled("#accept")  # not scored: nothing to accept
+    assert ui.page.is_hidden("#review-form")  # not scored: nothing to sign
+    assert ui.page.is_disabled("#sign")
     assert ui.csp_errors() == []
 
 
@@ -392,7 +407,7 @@ def test_a_16_bit_monochrome1_radiograph_is_shown_with_its_own_pixels(
     assert ui.csp_errors() == []
 
 
-def test_an_image_that_cannot_load_says_so_and_keeps_accept_off(browser, base_url: str,
+def test_an_image_that_cannot_load_says_so_and_keeps_sign_off(browser, base_url: str,
                                                                 world: World) -> None:
     ui = Page(browser, base_url)
     ui.page.route("**/frames/1", lambda route: route.fulfill(status=500, body="broken"))
@@ -403,5 +418,6 @@ def test_an_image_that_cannot_load_says_so_and_keeps_accept_off(browser, base_ur
     note = ui.page.inner_text("#viewport-note")
     assert "could not be shown" in note and "PACS" in note, note
     assert not [e for e in ui.errors if e.startswith("uncaught")]
-    assert ui.page.is_disabled("#accept")
-    assert ui.page.is_disabled("#correct")
+    ui.page.wait_for_selector("#review-form:not([hidden])")
+    ui.confirm_calls()
+    assert ui.page.is_disabled("#sign")

@@ -326,7 +326,8 @@ function fillRow(tr, s) {
   const statusText = STATUS_TEXT[s.status] || s.status;
   const statusTitle = s.status === "reviewed" && s.reviewed_by
     ? `signed by ${s.reviewed_by} ${when(s.reviewed_at)}`
-    : s.status === "needs-check" ? "the image needs a check (quality or type); not a finding" : "";
+    : s.status === "needs-check" ? `the image needs a check: ${errorText(s)} (not a finding)`
+      : s.status === "failed" ? `scoring failed: ${errorText(s)}` : "";
   setCell(status, statusText, statusTitle);
   status.className = "col-status status-" + s.status;
   const who = patientLine(s);
@@ -479,6 +480,7 @@ function startLive() {
     state.live = true;
     $("live").textContent = "· live";
     schedule(LIVE_POLL_MS);
+    refresh(); // what changed while the stream was (re)connecting
   });
   es.addEventListener("studies", (ev) => {
     if (state.events !== es) return;
@@ -548,6 +550,11 @@ function renderHeader(study) {
   renderMeta(study);
 }
 
+/** Why a study was not scored, without the "check image:" prefix its status says already. */
+function errorText(study) {
+  return (study.error || "no reason given").replace(/^check image:\s*/i, "");
+}
+
 function renderMeta(study) {
   const dl = $("detail-meta");
   dl.replaceChildren();
@@ -555,7 +562,7 @@ function renderMeta(study) {
     ["Patient", patientText(study)],
     ["Age, sex", demographics(study)],
     ["Accession", state.masked ? (study.accession_number ? "hidden" : "") : study.accession_number || ""],
-    ["Status", (STATUS_TEXT[study.status] || study.status) + (study.error ? ` — ${study.error}` : "")],
+    ["Status", (STATUS_TEXT[study.status] || study.status) + (study.error ? ` — ${errorText(study)}` : "")],
     ["Received", `${when(study.received_at)} (${waited(study.received_at)} ago)`],
     ["Priority", `${study.priority}` + (study.priority_set_by ? ` (set by ${study.priority_set_by})` : "")],
     ["Model", [study.model_name, study.model_version].filter(Boolean).join(" ")],
@@ -601,7 +608,10 @@ function renderReviews(reviews) {
     ol.appendChild(li);
   }
   if (!list.length) {
-    const li = document.createElement("li"); li.textContent = "No reviews yet."; ol.appendChild(li);
+    const li = document.createElement("li");
+    li.className = "none";
+    li.textContent = "No reviews yet.";
+    ol.appendChild(li);
   }
 }
 
@@ -724,6 +734,14 @@ function renderStudy(study, draft) {
   if (draft) {
     $("draft-text").textContent = draft.text;
     $("draft-disclaimer").textContent = final ? "" : draft.disclaimer || "";
+  } else if (study.status === "needs-check") {
+    $("draft-text").textContent = "Not scored: the image needs a check before the model can " +
+      `read it (${errorText(study)}). Read the study in the PACS viewer.`;
+    $("draft-disclaimer").textContent = "";
+  } else if (study.status === "failed") {
+    $("draft-text").textContent = `Scoring failed (${errorText(study)}). Read the study in the ` +
+      "PACS viewer; an administrator can queue it again.";
+    $("draft-disclaimer").textContent = "";
   } else {
     $("draft-text").textContent = "Not scored yet: the draft appears when the model has read the study.";
     $("draft-disclaimer").textContent = "";
@@ -801,6 +819,7 @@ function openReviewForm({ amend }) {
   });
   $("report-text").value = amend ? $("draft-text").textContent
     : (shown.draft ? shown.draft.text : "");
+  $("report-text").scrollTop = 0;
   $("review-title").textContent = amend ? "Amend the signed read" : "Your read";
   $("sign").textContent = amend ? "Sign amendment" : "Sign";
   $("cancel-amend").hidden = !amend;
@@ -882,7 +901,8 @@ async function sign() {
     const version = out && out.version ? ` (version ${out.version})` : "";
     const warnings = out && out.warnings && out.warnings.length
       ? ` Note: ${out.warnings.join("; ")}` : "";
-    say(`${review.amend ? "Amendment signed" : "Signed"}${version}.${warnings}`);
+    const who = patientText(shown.study) || "the study";
+    say(`${review.amend ? "Amendment signed" : "Signed"}: ${who}${version}.${warnings}`);
     state.review = null;
     state.signing = false;
     await refresh();
