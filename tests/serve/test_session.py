@@ -80,3 +80,25 @@ def test_worklist_views_search_and_total(world: World) -> None:
         assert c.get("/api/studies?view=nonsense").status_code == 400
         row = c.get("/api/studies").json()[0]
         assert {"patient_age", "patient_sex", "reviewed_by"} <= set(row)
+
+
+def test_a_check_image_study_can_be_closed_without_an_ai_result(world: World) -> None:
+    from radiolens.worklist import claim_job, mark_needs_check
+
+    uid = world.uids["waiting"]
+    job = claim_job(world.engine, owner="w")  # the only queued study
+    assert job is not None
+    mark_needs_check(world.engine, job.id, "w", "image is 1 x 50176 pixels")
+    with TestClient(create_app(world.data_dir, world.engine, TOKEN),
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        assert c.get(f"/api/studies/{uid}").json()["status"] == "needs-check"
+        bad = c.post(f"/api/studies/{uid}/review",
+                     json={"result_id": 1, "calls": {}, "text": "x"})
+        assert bad.status_code == 409
+        r = c.post(f"/api/studies/{uid}/review", json={
+            "result_id": None, "calls": {}, "text": "Image not diagnostic; repeat."})
+        assert r.status_code == 200, r.text
+        draft = c.get(f"/api/studies/{uid}/draft").json()
+        assert draft["final"] and draft["text"] == "Image not diagnostic; repeat."
+        assert uid not in [s["study_instance_uid"] for s in
+                           c.get("/api/studies?view=unread").json()]

@@ -57,7 +57,9 @@ class ReviewIn(_In):
     or is signed already (and ``amend`` is false), the answer is 409.
     """
 
-    result_id: int = Field(description="id of the result shown (GET /api/studies/{uid})")
+    result_id: int | None = Field(description=(
+        "id of the result shown (GET /api/studies/{uid}); null closes a study the model "
+        "could not score (needs-check, failed), with no calls"))
     calls: dict[str, Literal["present", "absent", "uncertain"]] = Field(
         description="finding -> present / absent / uncertain, for every finding scored")
     text: str = Field(min_length=1, max_length=100_000, description="the report as signed")

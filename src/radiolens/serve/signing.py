@@ -42,12 +42,13 @@ def _sources(ctx: ServeContext, detail: StudyDetail) -> list[pydicom.Dataset]:
     return out
 
 
-def write_signed_outputs(ctx: ServeContext, detail: StudyDetail, result: Result,
+def write_signed_outputs(ctx: ServeContext, detail: StudyDetail, result: Result | None,
                          review: Review) -> list[str]:
     """Write the signed read's report, SR and FHIR bundle; the problems, if any.
 
     The review is recorded before this runs: a failure here never unsigns it, it is
-    returned (and logged) so the reviewer sees that an output is missing.
+    returned (and logged) so the reviewer sees that an output is missing. A study closed
+    without an AI result (the image needed checking) keeps its report text only.
     """
     from radiolens.drafts import make_fhir_bundle, make_sr
     from radiolens.drafts.text import draft_report
@@ -62,6 +63,8 @@ def write_signed_outputs(ctx: ServeContext, detail: StudyDetail, result: Result,
     read = SignedRead(reviewer=review.reviewer, signed_at=review.created_at, text=text,
                       calls=dict(review.calls or {}), version=version)
     problems: list[str] = []
+    if result is None:
+        return problems  # no AI scores: no SR or FHIR report of them to sign
     sources = _sources(ctx, detail)
     if not sources:
         return ["no readable source image: the signed SR and FHIR report were not made"]

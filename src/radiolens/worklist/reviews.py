@@ -37,6 +37,8 @@ __all__ = [
 FINDING_CALLS: tuple[str, ...] = ("present", "absent", "uncertain")
 #: Review actions that sign a report (the first read, then amendments).
 SIGNING_ACTIONS: tuple[str, ...] = ("sign", "amend")
+#: Statuses of a study the model could not score; a reviewer can still close it.
+_UNSCORABLE = ("needs-check", "failed")
 #: Longest report text accepted.
 MAX_TEXT = 100_000
 
@@ -81,7 +83,7 @@ def sign_review(
     uid: str,
     *,
     reviewer: str,
-    result_id: int,
+    result_id: int | None,
     findings: Mapping[str, str],
     text: str,
     boxes: Sequence[Mapping[str, Any]] | None = None,
@@ -95,6 +97,8 @@ def sign_review(
         uid: the StudyInstanceUID.
         reviewer: the signed-in user's name (never a typed name).
         result_id: the id of the result the reviewer saw; it must be the study's latest.
+            None closes a study the model could not score (``needs-check`` or ``failed``:
+            "image not diagnostic, repeat"): there are no findings to call then.
         findings: a call for every finding of that result.
         text: the report as the reviewer signs it.
         boxes: optional boxes around findings (image pixel coordinates).
@@ -119,12 +123,18 @@ def sign_review(
                 raise WorklistError(f"no study {uid} on the worklist")
             latest = session.scalars(select(Result).where(Result.study_fk == study.id)
                                      .order_by(Result.id.desc()).limit(1)).first()
-            if latest is None:
-                raise ReviewConflict("the study has no AI result to review yet")
-            if latest.id != result_id:
+            if latest is None and result_id is None and study.status in _UNSCORABLE:
+                scored: list[str] = []
+            elif latest is None:
+                raise ReviewConflict(
+                    "the study has no AI result to review yet" if study.status not in
+                    _UNSCORABLE else "the study has no AI result: sign it without result_id")
+            elif latest.id != result_id:
                 raise ReviewConflict(
                     f"the study was scored again since result {result_id} was shown "
                     f"(now result {latest.id}): reload it and review what is on screen")
+            else:
+                scored = list(latest.findings)
             signed = session.scalar(select(func.count()).select_from(Review).where(
                 Review.study_fk == study.id, Review.action.in_(SIGNING_ACTIONS))) or 0
             if signed and not amend:
@@ -136,10 +146,10 @@ def sign_review(
                     f"{last.created_at.isoformat(timespec='seconds')}: amend it instead")
             if amend and not signed:
                 raise ReviewConflict("there is no signed read to amend: sign it first")
-            scored = list(latest.findings)
             review = Review(
                 study_fk=study.id, reviewer=reviewer, action="amend" if amend else "sign",
-                text=text, result_fk=latest.id, calls=_check_findings(findings, scored),
+                text=text, result_fk=latest.id if latest is not None else None,
+                calls=_check_findings(findings, scored),
                 boxes=_check_boxes(boxes, scored), version=signed + 1, created_at=when)
             session.add(review)
             study.status = "reviewed"

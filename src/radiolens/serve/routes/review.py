@@ -47,8 +47,8 @@ def review(ctx: Ctx, user: User, uid: str, body: ReviewIn) -> ReviewOut:
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     logger.info("%s signed study %s (version %s)", user.name, uid, signed.version)
-    result = next(r for r in detail.results if r.id == body.result_id)
     out = review_out(uid, signed)
+    result = next((r for r in detail.results if r.id == body.result_id), None)
     out.warnings = write_signed_outputs(ctx, study_detail_or_404(ctx, uid), result, signed)
     return out
 
