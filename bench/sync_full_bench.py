@@ -28,14 +28,15 @@ def _meta(i: int) -> dict[str, str]:
 @contextlib.contextmanager
 def _normal_only() -> Iterator[None]:
     """Make the durable transaction a plain one (the behaviour before the change)."""
-    from radiolens.worklist import repository
+    from radiolens.worklist import _session
+    from radiolens.worklist import intake  # where the durable commit is used
 
-    durable = repository._durable_transaction
-    repository._durable_transaction = repository._transaction
+    durable = intake._durable_transaction
+    intake._durable_transaction = _session._transaction
     try:
         yield
     finally:
-        repository._durable_transaction = durable
+        intake._durable_transaction = durable
 
 
 def _rate(folder: Path, n: int) -> float:

@@ -22,6 +22,35 @@ from radiolens.worklist.db import (
     make_engine,
     open_worklist,
 )
+from radiolens.worklist.deliveries import (
+    DELIVERY_BACKOFF_BASE_S,
+    DELIVERY_MAX_ATTEMPTS,
+    delivery_backoff,
+    due_deliveries,
+    list_deliveries,
+    mark_delivery,
+    queue_delivery,
+)
+from radiolens.worklist.intake import (
+    record_instance,
+)
+from radiolens.worklist.jobs import (
+    DEFAULT_LEASE_S,
+    DEFAULT_MAX_ATTEMPTS,
+    NEEDS_CHECK_PRIORITY,
+    OUTPUT_MAX_ATTEMPTS,
+    claim_job,
+    complete_job,
+    fail_job,
+    get_job,
+    mark_needs_check,
+    record_output_errors,
+    release_job,
+    renew_lease,
+    requeue_failed,
+    studies_missing_outputs,
+    update_result_outputs,
+)
 from radiolens.worklist.models import (
     DELIVERY_KINDS,
     DELIVERY_STATUSES,
@@ -42,38 +71,17 @@ from radiolens.worklist.models import (
     create_or_migrate,
     utcnow,
 )
-from radiolens.worklist.repository import (
-    DEFAULT_LEASE_S,
-    DEFAULT_MAX_ATTEMPTS,
-    DELIVERY_BACKOFF_BASE_S,
-    DELIVERY_MAX_ATTEMPTS,
-    NEEDS_CHECK_PRIORITY,
-    OUTPUT_MAX_ATTEMPTS,
-    add_review,
-    claim_job,
-    complete_job,
+from radiolens.worklist.queries import (
     count_studies,
-    delivery_backoff,
-    due_deliveries,
-    fail_job,
-    get_job,
     get_study,
-    list_deliveries,
     list_instances,
     list_results,
-    list_reviews,
     list_studies,
-    mark_delivery,
-    mark_needs_check,
-    queue_delivery,
-    record_instance,
-    record_output_errors,
-    release_job,
-    renew_lease,
-    requeue_failed,
+)
+from radiolens.worklist.reviews import (
+    add_review,
+    list_reviews,
     set_priority,
-    studies_missing_outputs,
-    update_result_outputs,
 )
 
 __all__ = [

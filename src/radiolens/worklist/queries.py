@@ -6,7 +6,7 @@ Callers get plain ORM objects detached from their session; nothing here writes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +14,19 @@ from sqlalchemy import Engine, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from radiolens.errors import WorklistError
-from radiolens.worklist.models import Delivery, Instance, Patient, Result, Review, Study
+from radiolens.worklist._session import Bind, _study_rows, _transaction
+from radiolens.worklist.models import (
+    STUDY_STATUSES,
+    Delivery,
+    Instance,
+    Patient,
+    Result,
+    Review,
+    Study,
+)
 
-__all__ = ["VIEWS", "StudyDetail", "StudyPage", "changed_studies", "study_detail",
+__all__ = ["VIEWS", "StudyDetail", "StudyPage", "changed_studies", "count_studies",
+           "get_study", "list_instances", "list_results", "list_studies", "study_detail",
            "study_page"]
 
 #: Worklist views: which studies each shows.
@@ -129,3 +139,57 @@ def changed_studies(bind: Engine, since: dt.datetime, *, limit: int = 200
             return list(session.scalars(stmt).unique())
     except Exception as exc:
         raise WorklistError(f"worklist database error: {exc}") from exc
+
+
+def get_study(bind: Bind, uid: str) -> Study | None:
+    """Return the study with this Study Instance UID, or None."""
+    with _transaction(bind) as session:
+        return session.scalars(select(Study).where(Study.study_instance_uid == uid)).first()
+
+
+def list_studies(
+    bind: Bind,
+    status: str | Iterable[str] | None = None,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Study]:
+    """List studies, highest priority first, then the longest waiting.
+
+    Args:
+        bind: engine or session.
+        status: one status or several (see :data:`STUDY_STATUSES`); None for all.
+        limit: at most this many studies.
+        offset: skip this many (for paging).
+    """
+    statuses = [status] if isinstance(status, str) else list(status or [])
+    unknown = [s for s in statuses if s not in STUDY_STATUSES]
+    if unknown:
+        raise ValueError(f"unknown study status {unknown}; use one of {STUDY_STATUSES}")
+    stmt = select(Study).order_by(Study.priority.desc(), Study.received_at, Study.id)
+    if statuses:
+        stmt = stmt.where(Study.status.in_(statuses))
+    with _transaction(bind) as session:
+        return list(session.scalars(stmt.limit(limit).offset(offset)).unique())
+
+
+def count_studies(bind: Bind) -> dict[str, int]:
+    """Return the number of studies in each status (every status present, maybe 0)."""
+    counts = dict.fromkeys(STUDY_STATUSES, 0)
+    with _transaction(bind) as session:
+        for status, n in session.execute(
+            select(Study.status, func.count()).group_by(Study.status)
+        ):
+            counts[status] = n
+    return counts
+
+
+
+def list_instances(bind: Bind, uid: str) -> list[Instance]:
+    """Return a study's instances in arrival order (paths relative to the data dir)."""
+    return _study_rows(bind, uid, Instance, newest_first=False)
+
+
+def list_results(bind: Bind, uid: str) -> list[Result]:
+    """Return a study's model results, newest first."""
+    return _study_rows(bind, uid, Result, newest_first=True)

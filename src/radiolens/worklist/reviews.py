@@ -23,12 +23,23 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from radiolens.errors import ReviewConflict, WorklistError
-from radiolens.worklist.models import Result, Review, Study, utcnow
+from radiolens.worklist._session import (
+    Bind,
+    _apply_model_priority,
+    _check_priority,
+    _study_by_uid,
+    _study_rows,
+    _transaction,
+)
+from radiolens.worklist.models import REVIEW_ACTIONS, Result, Review, Study, utcnow
 
 __all__ = [
     "FINDING_CALLS",
     "SIGNING_ACTIONS",
+    "add_review",
     "latest_signed_review",
+    "list_reviews",
+    "set_priority",
     "sign_review",
     "signed_reviews",
 ]
@@ -178,3 +189,73 @@ def latest_signed_review(bind: Engine, uid: str) -> Review | None:
     """The version of the read in force, or None when the study is unread."""
     versions = signed_reviews(bind, uid)
     return versions[-1] if versions else None
+
+
+def set_priority(bind: Bind, uid: str, priority: int, by: str = "person") -> Study:
+    """Set a study's priority.
+
+    Args:
+        bind: engine or session.
+        uid: Study Instance UID.
+        priority: 0..100, higher is read first.
+        by: ``"person"`` (always applied) or ``"model"`` (never lowers a person's).
+
+    Raises:
+        ValueError: bad priority or ``by``.
+        WorklistError: no such study.
+    """
+    _check_priority(priority)
+    if by not in ("person", "model"):
+        raise ValueError(f"by must be 'person' or 'model', got {by!r}")
+    with _transaction(bind) as session:
+        study = _study_by_uid(session, uid)
+        if by == "person":
+            study.priority = priority
+            study.priority_set_by = "person"
+        else:
+            _apply_model_priority(study, priority)
+        return study
+
+
+def add_review(
+    bind: Bind,
+    uid: str,
+    *,
+    reviewer: str,
+    action: str,
+    text: str | None = None,
+    priority: int | None = None,
+) -> Review:
+    """Record a reviewer's action; a priority given is applied as a person's.
+
+    Raises:
+        ValueError: unknown action, or ``reprioritise`` without a priority.
+        WorklistError: no such study.
+    """
+    if action not in REVIEW_ACTIONS:
+        raise ValueError(f"unknown review action {action!r}; use one of {REVIEW_ACTIONS}")
+    if action == "reprioritise" and priority is None:
+        raise ValueError("a 'reprioritise' review needs a priority")
+    if priority is not None:
+        _check_priority(priority)
+    with _transaction(bind) as session:
+        study = _study_by_uid(session, uid)
+        review = Review(
+            study_fk=study.id,
+            reviewer=reviewer,
+            action=action,
+            text=text,
+            priority=priority,
+            created_at=utcnow(),
+        )
+        session.add(review)
+        if priority is not None:
+            study.priority = priority
+            study.priority_set_by = "person"
+        session.flush()
+        return review
+
+
+def list_reviews(bind: Bind, uid: str) -> list[Review]:
+    """Return a study's reviews, oldest first."""
+    return _study_rows(bind, uid, Review, newest_first=False)
