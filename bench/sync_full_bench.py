@@ -28,8 +28,10 @@ def _meta(i: int) -> dict[str, str]:
 @contextlib.contextmanager
 def _normal_only() -> Iterator[None]:
     """Make the durable transaction a plain one (the behaviour before the change)."""
-    from radiolens.worklist import _session
-    from radiolens.worklist import intake  # where the durable commit is used
+    from radiolens.worklist import (
+        _session,
+        intake,  # where the durable commit is used
+    )
 
     durable = intake._durable_transaction
     intake._durable_transaction = _session._transaction
