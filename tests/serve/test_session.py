@@ -102,3 +102,21 @@ def test_a_check_image_study_can_be_closed_without_an_ai_result(world: World) ->
         assert draft["final"] and draft["text"] == "Image not diagnostic; repeat."
         assert uid not in [s["study_instance_uid"] for s in
                            c.get("/api/studies?view=unread").json()]
+
+
+def test_event_stream_resumes_from_the_last_event_id(world: World) -> None:
+    import datetime as dt
+
+    from radiolens.serve.routes import worklist as routes
+
+    class _Request:
+        def __init__(self, value: str) -> None:
+            self.headers = {"last-event-id": value}
+
+    now = dt.datetime.now(dt.UTC)
+    ten_ago = (now - dt.timedelta(minutes=10)).isoformat()
+    assert abs((routes._resume_from(_Request(ten_ago)) - (now - dt.timedelta(minutes=10))
+                ).total_seconds()) < 1
+    week_ago = (now - dt.timedelta(days=7)).isoformat()
+    assert routes._resume_from(_Request(week_ago)) >= now - dt.timedelta(hours=1, seconds=5)
+    assert routes._resume_from(_Request("garbage")) >= now

@@ -79,8 +79,21 @@ def study(ctx: Ctx, uid: str) -> StudyDetailOut:
     return detail_out(ctx, study_detail_or_404(ctx, uid))
 
 
+def _resume_from(request: Request) -> dt.datetime:
+    """Where a stream starts: the ``Last-Event-ID`` a reconnecting browser sends (the
+    time of the last event it saw, at most an hour back), else now."""
+    now = dt.datetime.now(dt.UTC)
+    try:
+        last = dt.datetime.fromisoformat(request.headers.get("last-event-id", ""))
+    except ValueError:
+        return now
+    if last.tzinfo is None:
+        return now
+    return min(now, max(last, now - dt.timedelta(hours=1)))
+
+
 async def _events(request: Request, ctx: Ctx) -> AsyncIterator[str]:
-    since = dt.datetime.now(dt.UTC)
+    since = _resume_from(request)
     started = asyncio.get_running_loop().time()
     yield "retry: 3000\n\n"
     while asyncio.get_running_loop().time() - started < EVENT_STREAM_S:
@@ -100,7 +113,7 @@ async def _events(request: Request, ctx: Ctx) -> AsyncIterator[str]:
                       if s.status == "scored" and s.priority >= URGENT_PRIORITY
                       and s.scored_at is not None and s.scored_at > prev]
             data = {"changed": [s.study_instance_uid for s in changed], "urgent": urgent}
-            yield f"event: studies\ndata: {json.dumps(data)}\n\n"
+            yield f"id: {now.isoformat()}\nevent: studies\ndata: {json.dumps(data)}\n\n"
         else:
             yield ": keep-alive\n\n"
 
