@@ -75,8 +75,9 @@ def make_instances(out: Path, n: int, size: int = 256) -> list[Path]:
 class Service:
     """``radiolens serve`` as its own process group (so ``kill -9`` takes all of it)."""
 
-    def __init__(self, data_dir: Path, model: str) -> None:
+    def __init__(self, data_dir: Path, model: str, log_dir: Path | None = None) -> None:
         self.data_dir = data_dir
+        self.log_dir = log_dir or data_dir.parent
         self.model = model
         self.dicom_port = _free_port()
         self.http_port = _free_port()
@@ -85,7 +86,7 @@ class Service:
     def start(self, timeout: float = 300) -> None:
         exe = Path(sys.executable).parent / "radiolens"
         env = dict(os.environ, RADIOLENS_API_TOKEN=TOKEN)
-        self.log = open(self.data_dir.parent / "service.log", "ab")  # noqa: SIM115
+        self.log = open(self.log_dir / "service.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(exe), "-q", "serve", "--data-dir", str(self.data_dir), "--dicom-port",
              str(self.dicom_port), "--http-port", str(self.http_port), "--model", self.model],

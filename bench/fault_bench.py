@@ -9,9 +9,10 @@ The data folder (files and the SQLite worklist) is a small tmpfs mounted here.
    ``--hold`` seconds (``/health`` should say degraded; no study may fail for lack of
    space), then the tmpfs is grown (``mount -o remount,size=``) and every file whose
    C-STORE was refused is sent again. Every study must end scored, none failed.
-2. Read-only: the tmpfs is remounted read-only while the service runs, more studies are
-   sent (refused), ``/health`` is read, then it is remounted read-write and the refused
-   files are sent again: the service must recover without a restart.
+2. Read-only: the service is started on the tmpfs remounted read-only (the kernel refuses
+   a read-only remount under open writable files), more studies are sent (refused),
+   ``/health`` is read, then the tmpfs is remounted read-write under the running service
+   and the refused files are sent again: it must recover without a restart.
 
 Prints JSON and writes ``bench/results/faults.json``; exit 1 when a study failed or was lost.
 """
@@ -65,20 +66,14 @@ def health(svc: Service) -> dict[str, Any]:
 def fill(path: Path) -> int:
     """Write zeros to ``path`` until the file system is full; the bytes written."""
     written = 0
-    block = b"\0" * (1 << 20)
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(block)
-                f.flush()
-                written += len(block)
-        except OSError:
-            pass
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-                written += 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:  # unbuffered: a full disk shows at the write, not at close
+        for size in (1 << 20, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    written += os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
     return written
 
 
@@ -169,19 +164,42 @@ def disk_full(args: argparse.Namespace, work: Path, mnt: Path, data_dir: Path,
 
 def read_only(args: argparse.Namespace, work: Path, mnt: Path, data_dir: Path,
               svc: Service) -> dict[str, Any]:
+    """The worklist on a file system that is read-only, then writable again.
+
+    The kernel refuses a read-only remount of a tmpfs that processes have written to
+    ("mount point is busy"), so the data folder is copied to a fresh tmpfs, that one is
+    made read-only before anything opens it, and the service is started on it.
+    """
     files = make_instances(work / "ro", 10)
-    mount("-o", "remount,ro", str(mnt))
-    acked = send(svc, files)
-    refused_while_ro = len(files) - len(acked)
-    time.sleep(3)
-    during = health(svc)
-    mount("-o", "remount,rw", str(mnt))
-    time.sleep(3)
-    resent_rounds = resend_until_acked(svc, files, acked)
-    after = health(svc)
-    out = _outcome(data_dir, files, acked, args.studies + len(files), timeout=900)
-    return {"refused_while_read_only": refused_while_ro, "health_while_read_only": during,
-            "resend_rounds": resent_rounds, "health_after": after, **out}
+    svc.stop()
+    ro_mnt = work / "mnt-ro"
+    ro_mnt.mkdir()
+    mount("-t", "tmpfs", "-o", f"size={args.size_mb * 4}m", "tmpfs", str(ro_mnt))
+    try:
+        subprocess.run(["cp", "-a", str(data_dir), str(ro_mnt / "data")], check=True)
+        mount("-o", "remount,ro", str(ro_mnt))
+        ro_svc = Service(ro_mnt / "data", args.model, log_dir=work)
+        try:
+            ro_svc.start()
+            acked = send(ro_svc, files)
+            refused_while_ro = len(files) - len(acked)
+            time.sleep(3)
+            during = health(ro_svc)
+            mount("-o", "remount,rw", str(ro_mnt))
+            time.sleep(3)
+            resent_rounds = resend_until_acked(ro_svc, files, acked)
+            after = health(ro_svc)
+            out = _outcome(ro_mnt / "data", files, acked, args.studies + len(files),
+                           timeout=900)
+        finally:
+            left = ro_svc.stop()
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            mount("-o", "remount,rw", str(ro_mnt))
+        subprocess.run(["umount", "-l", str(ro_mnt)], check=False)
+    return {"started_on_read_only": True, "refused_while_read_only": refused_while_ro,
+            "health_while_read_only": during, "resend_rounds": resent_rounds,
+            "health_after": after, "processes_left_30s_after_sigterm": left, **out}
 
 
 if __name__ == "__main__":
