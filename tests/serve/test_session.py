@@ -120,3 +120,17 @@ def test_event_stream_resumes_from_the_last_event_id(world: World) -> None:
     week_ago = (now - dt.timedelta(days=7)).isoformat()
     assert routes._resume_from(_Request(week_ago)) >= now - dt.timedelta(hours=1, seconds=5)
     assert routes._resume_from(_Request("garbage")) >= now
+
+
+def test_the_signed_sr_is_queued_for_the_pacs(world: World) -> None:
+    from radiolens.worklist import list_deliveries
+
+    app = create_app(world.data_dir, world.engine, TOKEN, forward_to="PACS@127.0.0.1:104")
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        uid = world.uids["urgent"]
+        assert c.post(f"/api/studies/{uid}/review", json=_read_body(c, uid)).status_code == 200
+    [delivery] = [d for d in list_deliveries(world.engine, uid=uid)
+                  if d.payload_path and "signed" in d.payload_path]
+    assert (delivery.kind, delivery.destination, delivery.status) == (
+        "dicom-sr", "PACS@127.0.0.1:104", "pending")
+    assert (world.data_dir / delivery.payload_path).is_file()
