@@ -121,6 +121,17 @@ def main() -> None:
             page.screenshot(path=str(HERE / "study-overlay.png"))
             page.click("#calls fieldset.call[data-finding='Pneumonia'] input[value='present']")
             page.click("#calls fieldset.call[data-finding='Effusion'] input[value='uncertain']")
+            # a box around the (synthetic) Pneumonia blob, drawn with the Box tool
+            page.click("#tool-box")
+            to_client = "([x, y]) => state.viewerNow.imageToClient(x, y)"
+            p0 = page.evaluate(to_client, [0.33 * wd - 0.13 * wd, 0.62 * h - 0.13 * h])
+            p1 = page.evaluate(to_client, [0.33 * wd + 0.13 * wd, 0.62 * h + 0.13 * h])
+            page.mouse.move(*p0)
+            page.mouse.down()
+            page.mouse.move(*p1, steps=8)
+            page.mouse.up()
+            page.wait_for_selector("#box-list li")
+            page.click("#tool-box")
             page.locator("#review-form").scroll_into_view_if_needed()
             page.wait_for_timeout(300)
             page.screenshot(path=str(HERE / "review-form.png"))

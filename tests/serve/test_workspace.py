@@ -583,3 +583,192 @@ def test_an_image_that_needs_a_check_is_never_shown_as_a_finding(
     assert page.is_hidden("#review-form")
     assert "check image — not a chest radiograph" in page.inner_text("#detail-meta")
     assert ui.csp_errors() == []
+
+
+def _viewport_pixels(page: Any) -> Any:
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    png = page.locator("#viewport").screenshot()
+    return np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(np.int16)
+
+
+def _yellow(pixels: Any) -> int:
+    """How many pixels are the boxes' yellow (the radiograph itself is grey)."""
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return int(((r > 200) & (g > 170) & (b < 90)).sum())
+
+
+def _drag(page: Any, a: list[float], b: list[float]) -> None:
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=4)
+    page.mouse.move(*b, steps=4)
+    page.mouse.up()
+
+
+def test_a_box_drawn_on_the_image_is_signed_in_image_pixels(browser, base_url: str,
+                                                             world: World, ada: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ui = UI(browser, base_url)
+    page = ui.page
+    ui.login()
+    uid = world.uids["urgent"]
+    source = world.sources["urgent"]
+    sop, columns, rows = str(source.SOPInstanceUID), int(source.Columns), int(source.Rows)
+    ui.open(uid)
+    page.wait_for_selector("#review-form:not([hidden])")
+    assert page.input_value("#box-finding") == "Pneumothorax"  # the AI's flag first
+    ui.poll("!document.querySelector('#tool-box').disabled")
+    wl = page.inner_text("#viewport-info")
+    assert _yellow(_viewport_pixels(page)) == 0
+    page.click("#tool-box")
+    assert page.get_attribute("#tool-box", "aria-pressed") == "true"
+    to_client = "([x, y]) => state.viewerNow.imageToClient(x, y)"
+    a = page.evaluate(to_client, [8, 6])
+    b = page.evaluate(to_client, [20, 18])
+    # the pointer's page position turns into image pixels (and back)
+    back = page.evaluate("([x, y]) => state.viewerNow.clientToImage(x, y)", a)
+    assert abs(back["x"] - 8) < 1e-6 and abs(back["y"] - 6) < 1e-6 and back["sop"] == sop
+
+    # the box being drawn: dashed, with its finding, over the image
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=4)
+    page.mouse.move(*b, steps=4)
+    page.wait_for_timeout(200)
+    drawing = _viewport_pixels(page)
+    assert _yellow(drawing) > 50, "the box being drawn is not on the overlay"
+    page.screenshot(path=str(SHOTS / "box-drawing.png"))
+    page.mouse.up()
+    page.wait_for_selector("#box-list li")
+    assert page.locator("#box-list li").count() == 1
+    assert page.inner_text("#box-list li .box-text") == "Pneumothorax: x 8, y 6, w 12, h 12 px"
+    assert page.inner_text("#viewport-info") == wl  # the drag drew; window/level unchanged
+    assert _yellow(_viewport_pixels(page)) > 50
+
+    # a second box, for Effusion, dragged beyond the image: clipped to the image
+    page.select_option("#box-finding", "Effusion")
+    _drag(page, page.evaluate(to_client, [24, 26]), page.evaluate(to_client, [40, 45]))
+    ui.poll("document.querySelectorAll('#box-list li').length === 2")
+    assert page.inner_text("#box-list li:nth-child(2) .box-text") == (
+        f"Effusion: x 24, y 26, w {columns - 24}, h {rows - 26} px")
+    # a click (no drag) draws nothing
+    page.mouse.click(*page.evaluate(to_client, [4, 4]))
+    page.wait_for_timeout(200)
+    assert page.locator("#box-list li").count() == 2
+    page.click("#box-list li:nth-child(2) button.box-remove")
+    ui.poll("document.querySelectorAll('#box-list li').length === 1")
+    page.keyboard.press("b")  # the key turns the tool off again
+    assert page.get_attribute("#tool-box", "aria-pressed") == "false"
+    page.locator("#review-form").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "review-form-box.png"))
+
+    for f, c in (("Pneumothorax", "present"), ("Effusion", "absent"), ("Pneumonia", "absent")):
+        ui.call(f, c)
+    ui.poll("!document.querySelector('#sign').disabled")
+    page.click("#sign")
+    page.wait_for_selector("#message:has-text('Signed')")
+    assert "1 box" in page.inner_text("#message")
+    page.wait_for_selector("#signed-line:not([hidden])")
+
+    # the API has the box, in image pixels of the displayed instance, inside the image
+    detail = ui.fetch(f"/api/studies/{uid}")
+    assert detail["status"] == 200, detail
+    signed = [r for r in detail["json"]["reviews"] if r["action"] == "sign"]
+    assert len(signed) == 1
+    boxes = signed[0]["boxes"]
+    assert len(boxes) == 1, boxes
+    box = boxes[0]
+    assert box["finding"] == "Pneumothorax" and box["sop_instance_uid"] == sop
+    assert box["x"] >= 0 and box["y"] >= 0
+    assert box["x"] + box["w"] <= columns and box["y"] + box["h"] <= rows
+    for key, want in (("x", 8), ("y", 6), ("w", 12), ("h", 12)):
+        assert abs(box[key] - want) < 0.25, (key, box)
+    # the version list shows it, and the signed box stays on the image
+    assert "Box: Pneumothorax x 8, y 6, w 12, h 12" in page.inner_text("#reviews")
+    ui.poll("state.viewerNow && document.querySelector('#tool-box').disabled")
+    assert _yellow(_viewport_pixels(page)) > 50
+    # the amendment starts from the signed boxes
+    page.click("#amend")
+    page.wait_for_selector("#review-form:not([hidden])")
+    assert page.locator("#box-list li").count() == 1
+    # the help lists the key
+    page.click("#cancel-amend")
+    page.keyboard.press("?")
+    page.wait_for_selector("#help[open]")
+    assert "Box tool on / off" in page.inner_text("#help")
+    page.keyboard.press("Escape")
+    assert ui.csp_errors() == []
+
+
+def test_a_study_that_needs_a_check_is_closed_not_diagnostic(browser, base_url: str,
+                                                            world: World, ada: str) -> None:
+    from radiolens.worklist import claim_job, mark_needs_check
+
+    job = claim_job(world.engine, owner="test-worker")
+    assert job is not None
+    mark_needs_check(world.engine, job.id, "test-worker", "the image is too dark")
+    uid = world.uids["waiting"]
+    ui = UI(browser, base_url)
+    page = ui.page
+    ui.login()
+    row = f"#worklist tr[data-uid='{uid}']"
+    assert uid in ui.uids()
+    ui.open(uid)
+    page.wait_for_selector("#close-form:not([hidden])")
+    assert page.is_hidden("#review-form")
+    assert page.input_value("#close-text") == "Image not diagnostic; repeat the radiograph."
+    assert page.is_hidden("#close-looked-row")  # the image is on screen: no confirmation
+    ui.poll("!document.querySelector('#close-sign').disabled")
+    page.fill("#close-text", "")
+    assert page.is_disabled("#close-sign")
+    page.fill("#close-text", "Image too dark: not diagnostic. Repeat the radiograph.")
+    page.screenshot(path=str(SHOTS / "close-form.png"))
+    page.click("#close-sign")
+    page.wait_for_selector("#message:has-text('Signed and closed')")
+    ui.poll(f"!document.querySelector(\"{row}\")")  # it left the unread list
+    page.wait_for_selector("#signed-line:not([hidden])")
+    assert page.inner_text("#draft-banner").startswith("FINAL — signed by ada")
+    assert "Image too dark" in page.inner_text("#draft-text")
+    assert page.is_hidden("#close-form") and page.is_hidden("#amend")
+    draft = ui.fetch(f"/api/studies/{uid}/draft")
+    assert draft["status"] == 200, draft
+    assert draft["json"]["final"] is True and "Image too dark" in draft["json"]["text"]
+    assert ui.fetch(f"/api/studies/{uid}")["json"]["status"] == "reviewed"
+    reviews = list_reviews(world.engine, uid)
+    assert [(r.reviewer, r.action, r.version) for r in reviews] == [("ada", "sign", 1)]
+    assert not reviews[0].calls
+    page.click("#views button[data-view='needs-check']")
+    ui.poll("document.querySelectorAll('#worklist tbody tr').length === 0"
+            " && !document.querySelector('#empty').hidden")
+    assert ui.csp_errors() == []
+
+
+def test_a_check_image_study_whose_image_cannot_be_shown_needs_a_confirmation(
+        browser, base_url: str, world: World, ada: str) -> None:
+    from radiolens.worklist import claim_job, mark_needs_check
+
+    job = claim_job(world.engine, owner="test-worker")
+    assert job is not None
+    mark_needs_check(world.engine, job.id, "test-worker", "pixel data unreadable")
+    uid = world.uids["waiting"]
+    ui = UI(browser, base_url)
+    page = ui.page
+    page.route("**/frames/1", lambda route: route.fulfill(status=500, body="broken"))
+    ui.login()
+    page.click(f"#worklist tbody tr[data-uid='{uid}']")
+    page.wait_for_selector("#close-form:not([hidden])")
+    ui.poll("!document.querySelector('#viewport-note').hidden")
+    page.wait_for_selector("#close-looked-row:not([hidden])")
+    assert page.is_disabled("#close-sign")
+    assert "confirm that you looked" in page.inner_text("#close-note")
+    page.check("#close-looked")
+    ui.poll("!document.querySelector('#close-sign').disabled")
+    page.click("#close-sign")
+    page.wait_for_selector("#message:has-text('Signed and closed')")
+    ui.poll(f"!document.querySelector(\"#worklist tr[data-uid='{uid}']\")")
+    assert [r.action for r in list_reviews(world.engine, uid)] == ["sign"]
+    assert not [e for e in ui.errors if e.startswith("uncaught")]

@@ -15,6 +15,15 @@
 // in the panel (`state.shown.resultId`), and Sign is enabled only once the study's image
 // has been drawn and every finding has a call the reviewer made (an AI suggestion counts
 // only once it is confirmed).
+//
+// Boxes: with the Box tool (B) on, a drag on the image draws a box around the finding
+// chosen in the review form; the viewer turns the pointer's page position into image
+// pixels of the shown instance (and back, to draw the boxes), and the boxes are signed
+// with the read as {finding, sop_instance_uid, x, y, w, h}.
+//
+// A study the model could not score (needs-check, failed: no result) is closed with a
+// signed read without result ("not diagnostic / repeat"), once its image was displayed or
+// the reviewer confirmed looking at it where it cannot be displayed.
 "use strict";
 
 const POLL_MS = 5000; // without the event stream
@@ -32,6 +41,9 @@ const EMPTY_TEXT = {
   all: "No studies on the worklist yet.",
 };
 const STATUS_TEXT = { "needs-check": "check image", reviewed: "reviewed" };
+const UNSCORABLE = ["needs-check", "failed"];
+const CLOSE_TEXT = "Image not diagnostic; repeat the radiograph.";
+const MIN_DRAG_PX = 4; // a shorter drag (screen pixels) is a click, not a box
 
 const state = {
   token: "", // the service token (Bearer), or "" when signed in with the session cookie
@@ -49,11 +61,17 @@ const state = {
   seq: 0, // bumped by every selection; answers for an older one are dropped
   controller: null, // aborts the previous selection's requests
   imageShown: false, // the shown study's image has been rendered
+  imageFailed: false, // the shown study's image cannot be displayed (error, none, no viewer)
   viewer: null, // Promise of the viewer (created on first use)
+  viewerNow: null, // the viewer, once created
   viewerGen: -1, // the viewer load that belongs to the shown study
   heatmaps: {}, // finding -> URL, of the shown result
   heatCache: new Map(), // URL -> ImageBitmap, for the shown study
-  review: null, // the form: {findings: [name], calls: {name: call}, confirmed: Set, amend}
+  review: null, // the form: {findings: [name], calls: {name: call}, confirmed: Set, amend,
+  //               boxes: [{finding, sop_instance_uid, x, y, w, h}]}
+  boxTool: false, // the Box tool is on
+  drag: null, // a box being drawn: {pointerId, start: {x, y, sop, columns, rows}, client, box}
+  closeEdited: false, // the close form's text was edited
   focusIndex: 0, // the finding the annotate keys act on
   signing: false,
   skipped: new Set(), // annotate mode: studies skipped with N
@@ -605,6 +623,13 @@ function renderReviews(reviews) {
       calls.textContent = Object.entries(r.calls).map(([f, c]) => `${f}: ${c}`).join(" · ");
       li.appendChild(calls);
     }
+    if (r.boxes && r.boxes.length) {
+      const boxes = document.createElement("span");
+      boxes.className = "calls-summary boxes-summary";
+      boxes.textContent = `${r.boxes.length === 1 ? "Box" : "Boxes"}: ` +
+        r.boxes.map((b) => `${b.finding} ${boxText(b)}`).join(" · ");
+      li.appendChild(boxes);
+    }
     ol.appendChild(li);
   }
   if (!list.length) {
@@ -616,16 +641,21 @@ function renderReviews(reviews) {
 }
 
 function formTouched() {
-  return Boolean(state.review && (state.review.confirmed.size > 0 || state.review.edited));
+  return Boolean((state.review && (state.review.confirmed.size > 0 || state.review.edited
+    || state.review.boxes.length > 0))
+    || (state.closeEdited && !$("close-form").hidden) || state.drag);
 }
 
 function showLoading(uid) {
   // The panel never shows one study while another is selected.
   state.shown = null;
   state.imageShown = false;
+  state.imageFailed = false;
   state.heatmaps = {};
   state.heatCache = new Map();
   state.review = null;
+  state.drag = null;
+  state.closeEdited = false;
   $("detail").hidden = false;
   $("detail").setAttribute("aria-busy", "true");
   $("detail").dataset.uid = uid;
@@ -640,7 +670,9 @@ function showLoading(uid) {
   $("viewport-info").textContent = "";
   $("viewport-note").hidden = true;
   $("review-form").hidden = true;
+  $("close-form").hidden = true;
   $("calls").replaceChildren();
+  $("box-list").replaceChildren();
   updateSign();
   if (state.viewer) state.viewer.then((v) => v.clear()).catch(() => {});
 }
@@ -666,9 +698,10 @@ async function selectStudy(uid, { quiet = false } = {}) {
     const study = await (await api(`/api/studies/${encodeURIComponent(uid)}`, { signal })).json();
     if (seq !== state.seq) return;
     let draft = null;
-    if (study.links && study.links.draft) {
-      draft = await (await api(study.links.draft, { signal })).json();
-    }
+    // a study closed without AI result has no draft link, but its signed report is there
+    const draftUrl = (study.links && study.links.draft) || (signedReviews(study.reviews).length
+      ? `/api/studies/${encodeURIComponent(study.study_instance_uid)}/draft` : null);
+    if (draftUrl) draft = await (await api(draftUrl, { signal })).json();
     if (seq !== state.seq) return;
     renderStudy(study, draft);
     await showImages(study, seq);
@@ -692,6 +725,8 @@ function renderStudy(study, draft) {
   const keepForm = Boolean(state.review && state.shown && !state.review.amend && !final
     && state.shown.uid === study.study_instance_uid
     && state.shown.resultId === (latest ? latest.id : null));
+  const keepClose = Boolean(state.shown && state.shown.uid === study.study_instance_uid
+    && !$("close-form").hidden);
   state.shown = {
     uid: study.study_instance_uid,
     resultId: latest ? latest.id : null,
@@ -705,7 +740,7 @@ function renderStudy(study, draft) {
     final,
     lastSign,
   };
-  if (!sameImages) state.imageShown = false;
+  if (!sameImages) { state.imageShown = false; state.imageFailed = false; }
   $("detail").hidden = false;
   $("detail").removeAttribute("aria-busy");
   $("detail").dataset.uid = study.study_instance_uid;
@@ -725,6 +760,11 @@ function renderStudy(study, draft) {
       (version ? ` (version ${version})` : "");
     $("signed-line").hidden = false;
     $("report-heading").textContent = "Final report";
+  } else if (!latest && UNSCORABLE.includes(study.status)) {
+    banner.textContent = "No AI result — the model could not read this image; not a finding";
+    banner.className = "banner";
+    $("signed-line").hidden = true;
+    $("report-heading").textContent = "Why there is no AI draft";
   } else {
     banner.textContent = "AI draft — for radiologist review; not a diagnosis";
     banner.className = "banner";
@@ -734,9 +774,13 @@ function renderStudy(study, draft) {
   if (draft) {
     $("draft-text").textContent = draft.text;
     $("draft-disclaimer").textContent = final ? "" : draft.disclaimer || "";
+  } else if (final && lastSign) {
+    $("draft-text").textContent = lastSign.text || "";
+    $("draft-disclaimer").textContent = "";
   } else if (study.status === "needs-check") {
     $("draft-text").textContent = "Not scored: the image needs a check before the model can " +
-      `read it (${errorText(study)}). Read the study in the PACS viewer.`;
+      `read it (${errorText(study)}). Look at the image, then close the study below (or read ` +
+      "it in the PACS viewer).";
     $("draft-disclaimer").textContent = "";
   } else if (study.status === "failed") {
     $("draft-text").textContent = `Scoring failed (${errorText(study)}). Read the study in the ` +
@@ -756,6 +800,7 @@ function renderStudy(study, draft) {
     $("report-heading").hidden = true;
   } else if (latest && !final) openReviewForm({ amend: false });
   else { state.review = null; $("review-form").hidden = true; }
+  openCloseForm(keepClose);
   updateSign();
 }
 
@@ -777,7 +822,9 @@ function openReviewForm({ amend }) {
       calls[f] = (result.flags || []).includes(f) ? "present" : "absent";
     }
   }
-  state.review = { findings, calls, confirmed, amend, edited: false, ai: {} };
+  const signedBoxes = amend && shown.lastSign && shown.lastSign.boxes ? shown.lastSign.boxes : [];
+  state.review = { findings, calls, confirmed, amend, edited: false, ai: {},
+    boxes: signedBoxes.filter((b) => findings.includes(b.finding)).map((b) => ({ ...b })) };
   for (const f of findings) state.review.ai[f] = (result.flags || []).includes(f) ? "present" : "absent";
   state.focusIndex = 0;
   const box = $("calls");
@@ -817,6 +864,17 @@ function openReviewForm({ amend }) {
     fs.appendChild(tag);
     box.appendChild(fs);
   });
+  const pick = $("box-finding");
+  pick.replaceChildren();
+  for (const f of findings) {
+    const opt = document.createElement("option");
+    opt.value = f;
+    opt.textContent = f + ((result.flags || []).includes(f) ? " (AI flag)" : "");
+    pick.appendChild(opt);
+  }
+  pick.value = findings.find((f) => (result.flags || []).includes(f)) || findings[0] || "";
+  $("boxes").hidden = findings.length === 0;
+  renderBoxList();
   $("report-text").value = amend ? $("draft-text").textContent
     : (shown.draft ? shown.draft.text : "");
   $("report-text").scrollTop = 0;
@@ -877,6 +935,8 @@ function updateSign() {
       missing.join(", ") + ".";
   } else if (ok) note = review.amend ? "Ready to sign the amendment." : "Ready to sign.";
   $("sign-note").textContent = note;
+  updateBoxTool();
+  updateClose();
 }
 
 async function sign() {
@@ -894,6 +954,8 @@ async function sign() {
     result_id: shown.resultId,
     calls: Object.assign({}, review.calls),
     text: $("report-text").value,
+    boxes: review.boxes.map((b) => ({ finding: b.finding, sop_instance_uid: b.sop_instance_uid,
+      x: b.x, y: b.y, w: b.w, h: b.h })),
     amend: Boolean(review.amend),
   };
   try {
@@ -902,9 +964,11 @@ async function sign() {
     const warnings = out && out.warnings && out.warnings.length
       ? ` Note: ${out.warnings.join("; ")}` : "";
     const who = patientText(shown.study) || "the study";
-    say(`${review.amend ? "Amendment signed" : "Signed"}: ${who}${version}.${warnings}`);
+    const boxes = body.boxes.length ? `, ${body.boxes.length} box${body.boxes.length > 1 ? "es" : ""}` : "";
+    say(`${review.amend ? "Amendment signed" : "Signed"}: ${who}${version}${boxes}.${warnings}`);
     state.review = null;
     state.signing = false;
+    setBoxTool(false);
     await refresh();
     if (state.mode === "annotate") {
       await nextInQueue();
@@ -923,6 +987,223 @@ async function sign() {
     } else {
       say(e.message, true);
     }
+    updateSign();
+  }
+}
+
+// -- boxes around findings --------------------------------------------------------
+
+/** Image pixels as people read them: whole pixels. */
+function boxText(b) {
+  const r = (v) => Math.round(Number(v));
+  return `x ${r(b.x)}, y ${r(b.y)}, w ${r(b.w)}, h ${r(b.h)}`;
+}
+
+function boxFormOpen() {
+  return Boolean(state.review && !$("review-form").hidden && state.review.findings.length);
+}
+
+/** The Box tool can be used: a review form with findings, and the image on screen. */
+function boxToolAvailable() {
+  return Boolean(boxFormOpen() && state.imageShown && state.viewerNow && !state.signing);
+}
+
+function setBoxTool(on) {
+  const want = Boolean(on) && boxToolAvailable();
+  if (!want && state.drag) cancelDrag();
+  if (want !== state.boxTool && state.viewerNow) state.viewerNow.setBoxMode(want);
+  state.boxTool = want;
+  $("tool-box").setAttribute("aria-pressed", String(want));
+  $("box-help").textContent = want
+    ? `Drag on the image to box ${$("box-finding").value}; press B (or Box) when done.`
+    : "Press Box (B), then drag on the image.";
+}
+
+function updateBoxTool() {
+  const can = boxToolAvailable();
+  $("tool-box").disabled = !can;
+  if (state.boxTool && !can) setBoxTool(false);
+  syncBoxes();
+}
+
+/** The boxes on the image: the form's (and the one being drawn), else the signed read's. */
+function syncBoxes() {
+  const viewer = state.viewerNow;
+  if (!viewer) return;
+  const shown = state.shown;
+  const list = boxFormOpen() ? state.review.boxes
+    : (shown && shown.final && shown.lastSign && shown.lastSign.boxes) || [];
+  const boxes = list.map((b, i) => ({ x: b.x, y: b.y, w: b.w, h: b.h,
+    sop: b.sop_instance_uid || "", label: `${i + 1} ${b.finding}` }));
+  if (state.drag && state.drag.box) {
+    boxes.push({ ...state.drag.box, sop: state.drag.start.sop || "", draft: true,
+      label: state.drag.finding });
+  }
+  viewer.setBoxes(boxes);
+}
+
+function imageLabel(sop) {
+  const images = (state.shown && state.shown.images) || [];
+  if (images.length < 2) return "";
+  const i = images.findIndex((im) => im.sop_instance_uid === sop);
+  return i >= 0 ? ` (image ${i + 1})` : "";
+}
+
+function renderBoxList() {
+  const ol = $("box-list");
+  ol.replaceChildren();
+  const review = state.review;
+  if (!review) return;
+  review.boxes.forEach((b, i) => {
+    const li = document.createElement("li");
+    li.dataset.finding = b.finding;
+    const text = document.createElement("span");
+    text.className = "box-text";
+    text.textContent = `${b.finding}: ${boxText(b)} px${imageLabel(b.sop_instance_uid)}`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "box-remove";
+    remove.dataset.index = String(i);
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove box ${i + 1} (${b.finding})`);
+    li.append(text, remove);
+    ol.appendChild(li);
+  });
+}
+
+function removeBox(index) {
+  const review = state.review;
+  if (!review || !(index >= 0 && index < review.boxes.length)) return;
+  const [gone] = review.boxes.splice(index, 1);
+  renderBoxList();
+  syncBoxes();
+  say(`Box removed: ${gone.finding}.`);
+}
+
+/** The drag from `a` to `b` (image pixels) as a box inside the image, or null. */
+function boxBetween(a, b) {
+  const clamp = (v, hi) => Math.max(0, Math.min(hi, v));
+  const r2 = (v) => Math.round(v * 100) / 100;
+  const x0 = r2(clamp(Math.min(a.x, b.x), a.columns));
+  const x1 = r2(clamp(Math.max(a.x, b.x), a.columns));
+  const y0 = r2(clamp(Math.min(a.y, b.y), a.rows));
+  const y1 = r2(clamp(Math.max(a.y, b.y), a.rows));
+  const w = r2(x1 - x0);
+  const h = r2(y1 - y0);
+  return w > 0 && h > 0 ? { x: x0, y: y0, w, h } : null;
+}
+
+function cancelDrag() {
+  const drag = state.drag;
+  state.drag = null;
+  if (drag) {
+    try { $("viewport").releasePointerCapture(drag.pointerId); } catch (e) { /* released */ }
+  }
+  syncBoxes();
+}
+
+function onBoxPointerDown(ev) {
+  if (!state.boxTool || ev.button !== 0 || ev.shiftKey || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const viewer = state.viewerNow;
+  const start = viewer && viewer.clientToImage(ev.clientX, ev.clientY);
+  if (!start) return;
+  ev.preventDefault(); // no window/level, and no compatibility mouse events for the tools
+  ev.stopPropagation();
+  $("viewport").focus({ preventScroll: true });
+  $("viewport").setPointerCapture(ev.pointerId);
+  state.drag = { pointerId: ev.pointerId, start, client: [ev.clientX, ev.clientY], box: null,
+    finding: $("box-finding").value };
+}
+
+function onBoxPointerMove(ev) {
+  const drag = state.drag;
+  if (!drag || ev.pointerId !== drag.pointerId) return;
+  ev.preventDefault();
+  const p = state.viewerNow.clientToImage(ev.clientX, ev.clientY);
+  if (!p) return;
+  drag.box = boxBetween(drag.start, p);
+  syncBoxes();
+}
+
+function onBoxPointerUp(ev) {
+  const drag = state.drag;
+  if (!drag || ev.pointerId !== drag.pointerId) return;
+  ev.preventDefault();
+  const p = state.viewerNow.clientToImage(ev.clientX, ev.clientY);
+  const dx = Math.abs(ev.clientX - drag.client[0]);
+  const dy = Math.abs(ev.clientY - drag.client[1]);
+  cancelDrag();
+  const review = state.review;
+  if (!p || !review || !boxFormOpen() || dx < MIN_DRAG_PX || dy < MIN_DRAG_PX) return;
+  const box = boxBetween(drag.start, p);
+  if (!box) {
+    say("The box lies outside the image: draw it on the image.", true);
+    return;
+  }
+  if (!review.findings.includes(drag.finding)) return;
+  review.boxes.push({ finding: drag.finding, sop_instance_uid: drag.start.sop || "", ...box });
+  renderBoxList();
+  syncBoxes();
+  say(`Box ${review.boxes.length} added: ${drag.finding}, ${boxText(box)} px.`);
+}
+
+// -- closing a study the model could not score ---------------------------------------
+
+/** The study shown has no AI result and is not signed: it can be closed ("repeat"). */
+function closable() {
+  const shown = state.shown;
+  return Boolean(shown && !shown.final && !shown.latest && UNSCORABLE.includes(shown.study.status));
+}
+
+function openCloseForm(keep) {
+  const open = closable();
+  $("close-form").hidden = !open;
+  if (!open) { state.closeEdited = false; return; }
+  if (!keep || !state.closeEdited) {
+    $("close-text").value = CLOSE_TEXT;
+    $("close-looked").checked = false;
+    state.closeEdited = false;
+  }
+}
+
+function updateClose() {
+  if ($("close-form").hidden) return;
+  const shown = state.shown;
+  const cannotShow = state.imageFailed && !state.imageShown;
+  $("close-looked-row").hidden = !cannotShow;
+  const looked = cannotShow && $("close-looked").checked;
+  const text = $("close-text").value.trim();
+  const ready = Boolean(shown && shown.uid === state.selected);
+  $("close-sign").disabled = !(ready && (state.imageShown || looked) && text && !state.signing);
+  let note = "";
+  if (!text) note = "Write the report you sign.";
+  else if (cannotShow && !looked) note = "The image cannot be displayed here: confirm that you looked at it.";
+  else if (!state.imageShown && !looked) note = "Sign is enabled once the image is displayed.";
+  else if (!$("close-sign").disabled) note = "Ready to sign: the study leaves the unread list.";
+  $("close-note").textContent = note;
+}
+
+async function signClose() {
+  const shown = state.shown;
+  if (!shown || $("close-sign").disabled || state.signing || !closable()) return;
+  state.signing = true;
+  updateSign();
+  const uid = shown.uid;
+  const body = { result_id: null, calls: {}, text: $("close-text").value };
+  try {
+    const out = await (await sendJson(`/api/studies/${encodeURIComponent(uid)}/review`, body)).json();
+    const version = out && out.version ? ` (version ${out.version})` : "";
+    const warnings = out && out.warnings && out.warnings.length
+      ? ` Note: ${out.warnings.join("; ")}` : "";
+    say(`Signed and closed: ${patientText(shown.study) || "the study"}${version}.${warnings}`);
+    state.signing = false;
+    state.closeEdited = false;
+    await refresh();
+    if (state.selected === uid) await selectStudy(uid, { quiet: true });
+  } catch (e) {
+    state.signing = false;
+    say(e.message, true);
+    if (e.status === 409 && state.selected === uid) await selectStudy(uid);
     updateSign();
   }
 }
@@ -1059,16 +1340,29 @@ function getViewer() {
       return mod.createViewer($("viewport"), {
         authorization,
         onChange: onViewerChange,
-        onError: (message) => viewerNote(`The image could not be shown: ${message}. ` +
-          "Review it in the PACS viewer."),
+        onError: (message) => {
+          viewerNote(`The image could not be shown: ${message}. Review it in the PACS viewer.`);
+          markImageFailed();
+        },
       });
+    }).then((viewer) => {
+      state.viewerNow = viewer;
+      return viewer;
     });
     state.viewer.catch((e) => {
       viewerNote("The image viewer could not start in this browser (" + e.message +
         "). Review the images in the PACS viewer.");
+      markImageFailed();
     });
   }
   return state.viewer;
+}
+
+/** The shown study's image cannot be displayed (the close form then asks for a confirmation). */
+function markImageFailed() {
+  if (!state.shown || state.imageShown) return;
+  state.imageFailed = true;
+  updateSign();
 }
 
 function onViewerChange(v) {
@@ -1103,6 +1397,7 @@ async function showImages(study, seq) {
   if (!images.length) {
     viewer.clear();
     viewerNote("This study has no image the viewer can show.");
+    markImageFailed();
     return;
   }
   const loading = viewer.load(DICOMWEB, images.map((i) => ({
@@ -1112,6 +1407,7 @@ async function showImages(study, seq) {
   const count = await loading;
   if (seq !== state.seq || count === null) return;
   if (count === 0) viewerNote("This study has no image the viewer can show.");
+  if (count === 0 || count === -1) markImageFailed();
   $("image-prev").disabled = $("image-next").disabled = count < 2;
   $("image-nav").hidden = count < 2;
   await refreshHeatmap(seq);
@@ -1270,6 +1566,9 @@ function onKey(ev) {
     case "a": return handled(() => withViewer((v) => v.actualSize()));
     case "i": return handled(() => withViewer((v) => v.invert()));
     case "r": return handled(() => withViewer((v) => v.reset()));
+    case "b":
+      if ($("tool-box").disabled) return;
+      return handled(() => setBoxTool(!state.boxTool));
     case "h":
       if ($("overlay-controls").hidden) return;
       return handled(() => setOverlayVisible(!$("overlay-toggle").checked));
@@ -1370,6 +1669,21 @@ function wire() {
     if (input && input.checked) setCall(input.dataset.finding, input.value);
   });
   $("report-text").addEventListener("input", () => { if (state.review) state.review.edited = true; });
+  $("tool-box").addEventListener("click", () => setBoxTool(!state.boxTool));
+  $("box-finding").addEventListener("change", () => { if (state.boxTool) setBoxTool(true); });
+  $("box-list").addEventListener("click", (ev) => {
+    const b = ev.target.closest("button.box-remove");
+    if (b) removeBox(Number(b.dataset.index));
+  });
+  const vp = $("viewport");
+  vp.addEventListener("pointerdown", onBoxPointerDown, true);
+  vp.addEventListener("pointermove", onBoxPointerMove, true);
+  vp.addEventListener("pointerup", onBoxPointerUp, true);
+  vp.addEventListener("pointercancel", () => cancelDrag());
+  vp.addEventListener("lostpointercapture", () => { if (state.drag) cancelDrag(); });
+  $("close-form").addEventListener("submit", (ev) => { ev.preventDefault(); signClose(); });
+  $("close-text").addEventListener("input", () => { state.closeEdited = true; updateClose(); });
+  $("close-looked").addEventListener("change", () => updateClose());
   $("review-form").addEventListener("submit", (ev) => { ev.preventDefault(); sign(); });
   $("amend").addEventListener("click", () => {
     openReviewForm({ amend: true });
@@ -1377,6 +1691,7 @@ function wire() {
   });
   $("cancel-amend").addEventListener("click", () => {
     state.review = null;
+    setBoxTool(false);
     $("review-form").hidden = true;
     $("draft-text").hidden = false;
     $("report-heading").hidden = false;

@@ -1,6 +1,7 @@
 // radiolens study viewer: one Cornerstone3D stack viewport over the service's DICOMweb
 // (WADO-RS metadata + uncompressed frames, bearer token on every request), with the
-// model's heatmap drawn on a 2D canvas above it that follows pan and zoom.
+// model's heatmap drawn on a 2D canvas above it that follows pan and zoom, and the
+// reviewer's boxes around findings (image pixel coordinates) drawn on the same canvas.
 //
 // Built once into ../static/viewer/viewer.js (see build.mjs); the worklist page
 // (static/app.js, plain JavaScript) imports it with import() and calls createViewer().
@@ -146,10 +147,75 @@ export async function createViewer(element, options) {
     heatImageIndex: 0,
     heatVisible: false,
     heatOpacity: 0.5,
+    sops: [], // the SOP Instance UID of each image shown, as imageIds
+    boxes: [], // [{x, y, w, h, sop, label, draft}] in image pixels (see setBoxes)
   };
 
   function current() {
     return state.imageIds.length ? viewport.getCornerstoneImage() : null;
+  }
+
+  function currentSop() {
+    return state.imageIds.length ? state.sops[viewport.getCurrentImageIdIndex()] || null : null;
+  }
+
+  // Image pixel coordinates (x along the columns, y down the rows; 0 is the outer edge of
+  // the first pixel, `columns` that of the last) <-> canvas coordinates (CSS pixels from
+  // the viewport's top left), through the world coordinates of the shown image.
+  function imageToCanvas(x, y) {
+    return viewport.worldToCanvas(utilities.imageToWorldCoords(viewport.getCurrentImageId(), [x, y]));
+  }
+  function canvasToImage(x, y) {
+    return utilities.worldToImageCoords(viewport.getCurrentImageId(), viewport.canvasToWorld([x, y]));
+  }
+
+  function drawHeat(ctx, dpr, image) {
+    if (!state.heat || !state.heatVisible
+        || viewport.getCurrentImageIdIndex() !== state.heatImageIndex) return;
+    const { columns, rows } = image;
+    const p0 = imageToCanvas(0, 0);
+    const px = imageToCanvas(columns, 0);
+    const py = imageToCanvas(0, rows);
+    ctx.setTransform(dpr * (px[0] - p0[0]), dpr * (px[1] - p0[1]),
+      dpr * (py[0] - p0[0]), dpr * (py[1] - p0[1]), dpr * p0[0], dpr * p0[1]);
+    ctx.globalAlpha = state.heatOpacity;
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(state.heat.canvas, 0, 0, 1, 1);
+  }
+
+  /** The boxes of the shown image: a dark halo under a yellow line, and a label. */
+  function drawBoxes(ctx, dpr) {
+    const sop = currentSop();
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.globalAlpha = 1;
+    ctx.font = "600 12px system-ui, sans-serif";
+    ctx.textBaseline = "bottom";
+    for (const b of state.boxes) {
+      if (b.sop && sop && b.sop !== sop) continue;
+      const corners = [imageToCanvas(b.x, b.y), imageToCanvas(b.x + b.w, b.y),
+        imageToCanvas(b.x + b.w, b.y + b.h), imageToCanvas(b.x, b.y + b.h)];
+      ctx.beginPath();
+      corners.forEach(([cx, cy], i) => (i ? ctx.lineTo(cx, cy) : ctx.moveTo(cx, cy)));
+      ctx.closePath();
+      ctx.setLineDash([]);
+      ctx.lineWidth = 4;
+      ctx.strokeStyle = "rgba(0, 0, 0, 0.75)";
+      ctx.stroke();
+      ctx.setLineDash(b.draft ? [6, 4] : []);
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = "#ffd400";
+      ctx.stroke();
+      if (!b.label) continue;
+      const left = Math.min(...corners.map((c) => c[0]));
+      const top = Math.min(...corners.map((c) => c[1]));
+      const width = ctx.measureText(b.label).width + 8;
+      const y = top >= 18 ? top - 2 : top + 18; // inside the box when there is no room above
+      ctx.setLineDash([]);
+      ctx.fillStyle = "rgba(0, 0, 0, 0.75)";
+      ctx.fillRect(left, y - 16, width, 16);
+      ctx.fillStyle = "#ffd400";
+      ctx.fillText(b.label, left + 4, y - 1);
+    }
   }
 
   function drawOverlay() {
@@ -161,19 +227,9 @@ export async function createViewer(element, options) {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, w, h);
     const image = current();
-    if (!image || !state.heat || !state.heatVisible
-        || viewport.getCurrentImageIdIndex() !== state.heatImageIndex) return;
-    const id = viewport.getCurrentImageId();
-    const { columns, rows } = image;
-    const toCanvas = (x, y) => viewport.worldToCanvas(utilities.imageToWorldCoords(id, [x, y]));
-    const p0 = toCanvas(0, 0);
-    const px = toCanvas(columns, 0);
-    const py = toCanvas(0, rows);
-    ctx.setTransform(dpr * (px[0] - p0[0]), dpr * (px[1] - p0[1]),
-      dpr * (py[0] - p0[0]), dpr * (py[1] - p0[1]), dpr * p0[0], dpr * p0[1]);
-    ctx.globalAlpha = state.heatOpacity;
-    ctx.imageSmoothingEnabled = true;
-    ctx.drawImage(state.heat.canvas, 0, 0, 1, 1);
+    if (!image) return;
+    drawHeat(ctx, dpr, image);
+    if (state.boxes.length) drawBoxes(ctx, dpr);
   }
 
   function report() {
@@ -245,14 +301,17 @@ export async function createViewer(element, options) {
       const metas = await Promise.all(instances.map((i) => metadataOf(root, i).catch(() => null)));
       if (generation !== state.generation) return null;
       const ids = [];
+      const sops = [];
       metas.forEach((meta, k) => {
         if (!meta || !meta[PIXEL_DATA] || !meta[ROWS]) return; // SR, KOS, ...: no pixels
         const inst = instances[k];
         const id = `wadors:${frameUrl(root, inst.study, inst.series, inst.sop)}/frames/1`;
         wadors.metaDataManager.add(id, meta);
         ids.push(id);
+        sops.push(inst.sop);
       });
       state.imageIds = ids;
+      state.sops = sops;
       if (!ids.length) return 0;
       try {
         await viewport.setStack(ids, 0);
@@ -273,7 +332,9 @@ export async function createViewer(element, options) {
     clear() {
       state.generation += 1;
       state.imageIds = [];
+      state.sops = [];
       state.heat = null;
+      state.boxes = [];
       element.classList.add("loading");
       drawOverlay();
     },
@@ -348,6 +409,54 @@ export async function createViewer(element, options) {
       return state.heat ? state.heat.kind : null;
     },
     setHeatmapVisible(visible) { state.heatVisible = Boolean(visible); drawOverlay(); },
+
+    // -- boxes around findings, in image pixel coordinates ----------------------------
+
+    /** The shown image: {sop, index, columns, rows}, or null when none is shown. */
+    shownImage() {
+      const image = current();
+      if (!image) return null;
+      return { sop: currentSop(), index: viewport.getCurrentImageIdIndex(),
+        columns: image.columns, rows: image.rows };
+    },
+    /**
+     * A point on the page (clientX, clientY, as in a mouse event) -> image pixel
+     * coordinates of the shown image: {x, y, sop, columns, rows, inside}; null when no
+     * image is shown. x and y may lie outside [0, columns] x [0, rows] (inside: false).
+     */
+    clientToImage(clientX, clientY) {
+      const image = current();
+      if (!image) return null;
+      const rect = viewport.canvas.getBoundingClientRect();
+      const [x, y] = canvasToImage(clientX - rect.left, clientY - rect.top);
+      return { x, y, sop: currentSop(), columns: image.columns, rows: image.rows,
+        inside: x >= 0 && y >= 0 && x <= image.columns && y <= image.rows };
+    },
+    /** Image pixel coordinates of the shown image -> a point on the page [clientX, clientY]. */
+    imageToClient(x, y) {
+      if (!current()) return null;
+      const rect = viewport.canvas.getBoundingClientRect();
+      const [cx, cy] = imageToCanvas(x, y);
+      return [rect.left + cx, rect.top + cy];
+    },
+    /**
+     * The boxes to draw over the images: [{x, y, w, h, sop, label, draft}] in image pixels
+     * (x, y the top left corner); each is drawn on the image whose SOP Instance UID is
+     * `sop` (on every image when sop is empty); `draft` draws it dashed (being drawn).
+     */
+    setBoxes(boxes) {
+      state.boxes = (boxes || []).filter((b) => [b.x, b.y, b.w, b.h].every(Number.isFinite));
+      drawOverlay();
+    },
+    /**
+     * The box tool on or off: while on, a plain left drag no longer changes window and
+     * level (the page draws the box); shift-drag still pans, right-drag and wheel zoom.
+     */
+    setBoxMode(on) {
+      if (on) tools.setToolPassive(WindowLevelTool.toolName);
+      else tools.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+      element.classList.toggle("drawing", Boolean(on));
+    },
     setHeatmapOpacity(opacity) {
       state.heatOpacity = Math.max(0, Math.min(1, Number(opacity)));
       drawOverlay();
