@@ -349,6 +349,10 @@ def main() -> int:
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"crash_{args.mode}.json").write_text(json.dumps(result, indent=2) + "\n")
     ok = result["lost"] == 0 and result.get("scored_twice", 0) == 0
+    if args.mode == "crash" and result["scored"] < result["acknowledged"]:
+        print(f"only {result['scored']} of {result['acknowledged']} studies were scored "
+              f"within --timeout {args.timeout:.0f} s", file=sys.stderr)
+        ok = False
     return 0 if ok else 1
 
 
