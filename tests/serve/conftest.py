@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,6 +32,10 @@ from radiolens.serve import create_app
 from radiolens.worklist import claim_job, complete_job, get_study, open_worklist
 
 TOKEN = "test-token-0123456789"
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWER = Path(__file__).parents[2] / "src/radiolens/serve/static/viewer/viewer.js"
 THRESHOLDS = {"Pneumothorax": 0.5, "Effusion": 0.5, "Pneumonia": 0.5}
 
 
@@ -175,3 +180,19 @@ def base_url(world: World) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+#: Headless Chromium from Debian, driven by Playwright (skipped with the reason without it).
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not VIEWER.exists():
+        pytest.skip("the viewer bundle is missing: run `make ui`")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()

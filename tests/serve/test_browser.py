@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from radiolens.serve import UI_DISCLAIMER
 from radiolens.worklist import list_reviews
 
-from .conftest import TOKEN, World
+from .conftest import CHROMIUM, FLAGS, TOKEN, World
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def _poll(page, expression: str, timeout_ms: int = 20000) -> None:

@@ -7,9 +7,7 @@ heatmap canvas above it, as the user sees them) before and after each action.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,25 +20,6 @@ from .conftest import TOKEN, World, grey_dataset
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWER = Path(__file__).parents[2] / "src/radiolens/serve/static/viewer/viewer.js"
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    if not VIEWER.exists():
-        pytest.skip("the viewer bundle is missing: run `make ui`")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Page:

@@ -8,7 +8,6 @@ Screenshots are left in $RADIOLENS_SCREENSHOTS (default /tmp/radiolens-screensho
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +19,10 @@ from .conftest import World
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWER = Path(__file__).parents[2] / "src/radiolens/serve/static/viewer/viewer.js"
 #: where the tests leave their screenshots, to look at; the docs' own ones (real
 #: radiographs) are made by docs/screenshots/make_screenshots.py
 SHOTS = Path(os.environ.get("RADIOLENS_SCREENSHOTS", "/tmp/radiolens-screenshots"))
 USER, PASSWORD = "ada", "correct horse battery"
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    if not VIEWER.exists():
-        pytest.skip("the viewer bundle is missing: run `make ui`")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
