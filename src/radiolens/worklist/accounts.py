@@ -27,6 +27,7 @@ from sqlalchemy import Boolean, Engine, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from radiolens.errors import ConfigError, MissingDependencyError
+from radiolens.worklist.db import reading
 from radiolens.worklist.models import Base, utcnow
 
 __all__ = [
@@ -165,7 +166,7 @@ def user_for_api_token(bind: Engine, token: str) -> Principal | None:
     """The user whose personal token this is, or None."""
     if not token.startswith("rl_"):
         return None
-    with Session(bind) as session:
+    with Session(reading(bind)) as session:
         user = session.scalars(select(User).where(User.token_digest == _digest(token))).first()
         return None if user is None or user.disabled else _principal(user, "token")
 
@@ -220,7 +221,7 @@ def session_principal(bind: Engine, cookie: str, now: dt.datetime | None = None
                       ) -> Principal | None:
     """The principal of a live session cookie, or None (unknown, expired, disabled user)."""
     now = now or dt.datetime.now(dt.UTC)
-    with Session(bind) as session:
+    with Session(reading(bind)) as session:
         row = session.scalars(select(UserSession).where(
             UserSession.digest == _digest(cookie))).first()
         if row is None or row.expires_at.replace(tzinfo=row.expires_at.tzinfo or dt.UTC) <= now:

@@ -77,9 +77,24 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock at BEGIN
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")  # a WAL reader: waits for no writer
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock at BEGIN
 
     return engine
+
+
+#: Execution option of an engine whose transactions only read (see :func:`reading`).
+READ_ONLY_OPTION = "radiolens_read_only"
+
+
+def reading(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read: on SQLite they begin without taking
+    the write lock, so a worklist page never waits behind the receiver's fsynced commits
+    (WAL readers see the last commit). Writing through it is a mistake; on PostgreSQL it
+    changes nothing."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def make_engine(url_or_path: str | Path) -> Engine:

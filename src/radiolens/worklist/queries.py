@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from radiolens.errors import WorklistError
 from radiolens.worklist._session import Bind, _study_rows, _transaction
+from radiolens.worklist.db import reading
 from radiolens.worklist.models import (
     STUDY_STATUSES,
     Delivery,
@@ -98,7 +99,7 @@ def study_page(bind: Engine, *, view: str = "all", query: str | None = None,
     else:
         stmt = stmt.order_by(Study.received_at, Study.id)
     try:
-        with Session(bind, expire_on_commit=False) as session:
+        with Session(reading(bind), expire_on_commit=False) as session:
             total = int(session.scalar(counted) or 0)
             rows = list(session.scalars(stmt.limit(limit).offset(offset)).unique())
     except Exception as exc:
@@ -109,7 +110,7 @@ def study_page(bind: Engine, *, view: str = "all", query: str | None = None,
 def study_detail(bind: Engine, uid: str) -> StudyDetail | None:
     """A study and its instances, results and reviews (latest result first), or None."""
     try:
-        with Session(bind, expire_on_commit=False) as session:
+        with Session(reading(bind), expire_on_commit=False) as session:
             study = session.scalars(select(Study).where(Study.study_instance_uid == uid)).first()
             if study is None:
                 return None
@@ -135,7 +136,7 @@ def changed_studies(bind: Engine, since: dt.datetime, *, limit: int = 200
     stmt = select(Study).where(or_(Study.received_at > since, Study.scored_at > since,
                                    Study.reviewed_at > since)).order_by(Study.id).limit(limit)
     try:
-        with Session(bind, expire_on_commit=False) as session:
+        with Session(reading(bind), expire_on_commit=False) as session:
             return list(session.scalars(stmt).unique())
     except Exception as exc:
         raise WorklistError(f"worklist database error: {exc}") from exc
