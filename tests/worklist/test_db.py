@@ -107,3 +107,25 @@ def test_postgresql_round_trip(db_url: str) -> None:
         assert kind == "timestamp with time zone"
     finally:
         engine.dispose()
+
+
+def test_reads_do_not_take_the_write_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A worklist page must not wait behind the receiver's fsynced commits."""
+    import sqlite3
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from radiolens.worklist import open_worklist
+    from radiolens.worklist.db import reading
+
+    engine = open_worklist(tmp_path / "wl.db")
+    writer = sqlite3.connect(tmp_path / "wl.db", timeout=0.1, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with Session(reading(engine)) as session:  # still reads the last commit
+            assert session.execute(text("select count(*) from studies")).scalar() == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        engine.dispose()
