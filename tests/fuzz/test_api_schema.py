@@ -20,7 +20,7 @@ pytest.importorskip("fastapi")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
-from tests.serve.conftest import TOKEN, World  # noqa: E402
+from tests.serve.conftest import TOKEN, make_world  # noqa: E402
 
 #: Examples per API operation (CI time).
 EXAMPLES = 15
@@ -30,19 +30,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def api_schema(tmp_path: Path) -> Iterator[object]:
     from radiolens.serve import create_app
-    from radiolens.worklist import open_worklist
 
-    data_dir = tmp_path / "data"
-    engine = open_worklist(data_dir / "worklist.db")
-    world = World(data_dir, engine)
-    world.add_study("routine", "P-ROUTINE", 1)
-    world.score("routine", {"Pneumothorax": 0.1, "Effusion": 0.2, "Pneumonia": 0.3}, 10)
-    world.add_study("urgent", "P-URGENT", 2)
-    world.score("urgent", {"Pneumothorax": 0.93, "Effusion": 0.4, "Pneumonia": 0.2}, 90)
-    world.add_study("waiting", "P-WAITING", 3)
-    app = create_app(data_dir, engine, TOKEN, model_name="test-model", dicom_port=11112)
+    world = make_world(tmp_path / "data")
+    app = create_app(world.data_dir, world.engine, TOKEN, model_name="test-model",
+                     dicom_port=11112)
     yield schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)  # behind login
-    engine.dispose()
+    world.engine.dispose()
 
 
 @pytest.mark.filterwarnings("ignore")  # pydicom warns about the generated "files"

@@ -132,18 +132,22 @@ class World:
         )
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    data_dir = tmp_path / "data"
-    engine = open_worklist(data_dir / "worklist.db")
-    w = World(data_dir, engine)
+def make_world(data_dir: Path) -> World:
+    """The three studies of the module docstring in a new worklist under ``data_dir``."""
+    w = World(data_dir, open_worklist(data_dir / "worklist.db"))
     w.add_study("routine", "P-ROUTINE", 1)
     w.score("routine", {"Pneumothorax": 0.1, "Effusion": 0.2, "Pneumonia": 0.3}, 10)
     w.add_study("urgent", "P-URGENT", 2)
     w.score("urgent", {"Pneumothorax": 0.93, "Effusion": 0.4, "Pneumonia": 0.2}, 90)
     w.add_study("waiting", "P-WAITING", 3)
+    return w
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = make_world(tmp_path / "data")
     yield w
-    engine.dispose()
+    w.engine.dispose()
 
 
 @pytest.fixture
@@ -196,3 +200,16 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+def poll_page(page: Any, expression: str, timeout: float = 20.0) -> Any:
+    """Wait until ``expression`` (JS) is truthy in ``page``; polled with page.evaluate,
+    never eval-based waiting (the UI's CSP forbids eval)."""
+    waited = 0.0
+    while waited < timeout:
+        value = page.evaluate(f"() => {expression}")
+        if value:
+            return value
+        page.wait_for_timeout(100)
+        waited += 0.1
+    raise AssertionError(f"timed out waiting for {expression}")

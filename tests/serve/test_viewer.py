@@ -16,7 +16,7 @@ import pytest
 from radiolens.receiver.scp import ingest_dataset
 from radiolens.worklist import list_results, list_reviews
 
-from .conftest import TOKEN, World, grey_dataset
+from .conftest import TOKEN, World, grey_dataset, poll_page
 
 pytestmark = pytest.mark.browser
 
@@ -39,16 +39,8 @@ class Page:
         self.page.wait_for_selector("#worklist tbody tr")
 
     def poll(self, expression: str, timeout: float = 20.0) -> Any:
-        """Wait until ``expression`` (a JS expression) is truthy; no eval in the page
-        (the CSP forbids it), so poll with page.evaluate."""
-        waited = 0.0
-        while waited < timeout:
-            value = self.page.evaluate(f"() => {expression}")
-            if value:
-                return value
-            self.page.wait_for_timeout(100)
-            waited += 0.1
-        raise AssertionError(f"timed out waiting for {expression}")
+        """Wait until ``expression`` (JS) is truthy (see ``conftest.poll_page``)."""
+        return poll_page(self.page, expression, timeout)
 
     def select(self, uid: str) -> None:
         self.page.click(f"#worklist tbody tr[data-uid='{uid}']")

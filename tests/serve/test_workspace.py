@@ -15,7 +15,7 @@ import pytest
 
 from radiolens.worklist import list_reviews
 
-from .conftest import World
+from .conftest import World, poll_page
 
 pytestmark = pytest.mark.browser
 
@@ -46,15 +46,8 @@ class UI:
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
 
     def poll(self, expression: str, timeout: float = 20.0) -> Any:
-        """Wait until ``expression`` (JS) is truthy; page.evaluate, never eval (CSP)."""
-        waited = 0.0
-        while waited < timeout:
-            value = self.page.evaluate(f"() => {expression}")
-            if value:
-                return value
-            self.page.wait_for_timeout(100)
-            waited += 0.1
-        raise AssertionError(f"timed out waiting for {expression}")
+        """Wait until ``expression`` (JS) is truthy (see ``conftest.poll_page``)."""
+        return poll_page(self.page, expression, timeout)
 
     def login(self, name: str = USER, password: str = PASSWORD) -> None:
         self.page.goto(self.base_url + "/")
