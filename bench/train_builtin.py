@@ -112,6 +112,12 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="smoke runs only")
     ap.add_argument("-o", "--output", default=None, help="default: runs/PRESET")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", default=None, help="fine-tune from this run / builtin:NAME")
+    ap.add_argument("--warmup-epochs", type=float, default=0.5)
+    ap.add_argument("--crop", choices=["none", "lungs"], default="none")
+    ap.add_argument("--outside-lungs", choices=["keep", "dim"], default="keep")
+    ap.add_argument("--attention-penalty", type=float, default=0.0)
+    ap.add_argument("--shortcut-augment", action="store_true")
     ap.add_argument("--ship", action="store_true",
                     help="write the result (fp16) and its card to "
                          "src/radiolens/models/builtin/PRESET")
@@ -145,9 +151,12 @@ def main() -> int:
     config = TrainConfig(data=args.data, output=str(out), where=preset["where"],
                          labels=str(preset["labels"]), model=args.model,
                          image_size=args.image_size, epochs=epochs,
-                         batch_size=args.batch_size, lr=args.lr, warmup_epochs=0.5,
-                         patience=epochs, threshold_method=threshold_method,
-                         limit=args.limit, device="cpu")
+                         batch_size=args.batch_size, lr=args.lr,
+                         warmup_epochs=args.warmup_epochs, patience=epochs,
+                         threshold_method=threshold_method, limit=args.limit, device="cpu",
+                         init=args.init, crop=args.crop, outside_lungs=args.outside_lungs,
+                         attention_penalty=args.attention_penalty,
+                         shortcut_augment=args.shortcut_augment)
     result = train(config, progress=sys.stderr.isatty())
     rec = result.validation["labels"][str(preset["labels"])]
     val_files = [line.split(",")[0] for line in

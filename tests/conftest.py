@@ -27,6 +27,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def synthetic_masks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 synthetic 64-px radiographs with lung masks: ``labels.csv`` with a mask column."""
+    from radiolens.data import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("syn-masks"), n=48, image_size=64,
+                                  seed=3, masks=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_seg_model(tmp_path_factory: pytest.TempPathFactory, synthetic_masks: Path) -> Path:
+    """A small U-Net trained for a few epochs on :func:`synthetic_masks` (64 px): its masks
+    of synthetic radiographs are good, so tests can rely on them."""
+    from radiolens.segment.train import SegTrainConfig, train_seg
+
+    out = tmp_path_factory.mktemp("tiny-seg") / "run"
+    train_seg(SegTrainConfig(data=str(synthetic_masks), output=str(out), image_size=64,
+                             epochs=8, batch_size=8, lr=5e-3, device="cpu"))
+    return out
 
 
 @pytest.fixture

@@ -70,6 +70,20 @@ def test_gradcam_heatmap(run_dir: Path) -> None:
         p.explain(img, "Pneumonia")
 
 
+def test_repeated_heatmaps_do_not_pile_up_hooks(run_dir: Path) -> None:
+    """MONAI's GradCAM hooks the model and never unhooks it: one per model, not per call."""
+    from radiolens.models import gradcam_target_layer
+
+    p = Predictor(run_dir).load()
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    first = p.explain(img, "Mass")
+    for _ in range(5):
+        again = p.explain(img, "Mass")
+    layer = p.model_.get_submodule(gradcam_target_layer(p.info_.architecture))
+    assert len(layer._forward_hooks) == 1 and len(layer._backward_hooks) == 1
+    np.testing.assert_allclose(first, again, atol=1e-6)
+
+
 def test_unloaded_predictor_says_so(run_dir: Path) -> None:
     with pytest.raises(RuntimeError, match="load"):
         _ = Predictor(run_dir).labels

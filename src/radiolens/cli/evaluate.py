@@ -7,6 +7,7 @@ import csv
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ def add_parser(sub: Any) -> None:
                         split_help="rows of this split (default: test when the table has "
                                    "one); 'all' for every row")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
+    p.add_argument("--lung-masks", choices=["auto", "table", "predicted", "none"],
+                   default="auto", help="heat in lungs (Grad-CAM mass inside the lungs): "
+                   "'table' uses the table's mask column, 'predicted' segments every image "
+                   "with --lung-model, 'auto' (default) the table's masks when it has them")
+    p.add_argument("--lung-model", default="builtin:lungs", metavar="RUN_DIR",
+                   help="segmentation model for --lung-masks predicted")
     p.set_defaults(run=run)
 
 
@@ -62,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
                   "architecture", "labels", "thresholds", "threshold_method",
                   "radiolens_version"}),
               "unreadable": len(bad)}
+    heat = _heat_in_lungs(args, predictor, kept, y)
+    if heat is not None:
+        metrics["heat_in_lungs"] = heat
     write_metrics_json(out / "metrics.json", metrics, config)
     plots = plot_evaluation(y, p, labels, metrics, out)
     write_html_report(out / "report.html", metrics, plots,
@@ -83,7 +93,46 @@ def run(args: argparse.Namespace) -> int:
               + f"; at threshold {rec['threshold']:.3f}: accuracy {percent(rec.get('accuracy'))},"
               f" sensitivity {percent(rec.get('sensitivity'))}, specificity "
               f"{percent(rec.get('specificity'))}")
+    if heat is not None:
+        for name, rec in heat["labels"].items():
+            if rec["mean"] is None:
+                continue
+            lo, hi = rec["ci"]
+            ci = "" if lo is None else f" [{lo:.3f}, {hi:.3f}]"
+            print(f"  {name}: heat in lungs {rec['mean']:.3f}{ci} over {rec['n']} images "
+                  f"({heat['masks']} masks; a uniform map scores {heat['uniform']:.3f})")
     return 1 if bad else 0
+
+
+def _heat_in_lungs(args: argparse.Namespace, predictor: Any, kept: list[dict[str, Any]],
+                   y: Any) -> dict[str, Any] | None:
+    """Heat in lungs over the scored images, per label, or None when not asked/possible."""
+    from radiolens.cli._common import progress
+    from radiolens.explain.measure import masks_from_table, measure_heat_in_lungs
+
+    mode = args.lung_masks
+    if mode == "none":
+        return None
+    masks = masks_from_table(args.data, args.images_root) if mode in ("auto", "table") else {}
+    if mode == "table" and not masks:
+        from radiolens.errors import ConfigError
+
+        raise ConfigError(f"{args.data} has no mask column with lung masks; use "
+                          "--lung-masks predicted to segment the images with --lung-model")
+    segmenter = None
+    if mode == "predicted":
+        from radiolens.segment import LungSegmenter
+
+        segmenter = LungSegmenter(args.lung_model, device=args.device).load()
+    images = [str(it["image"]) for it in kept]
+    if segmenter is None and not any(str(Path(i).absolute()) in masks for i in images):
+        return None
+    positives: dict[str, Sequence[bool]] = {name: [bool(v == 1) for v in y[:, j]]
+                 for j, name in enumerate(predictor.labels)}
+    result = measure_heat_in_lungs(
+        predictor, images, masks=masks, segmenter=segmenter, positives=positives,
+        progress=lambda it: progress(it, "heat in lungs", "img"), n_boot=args.n_boot)
+    return result
 
 
 def _note_threshold_provenance(metrics: dict[str, Any], validation: dict[str, Any],

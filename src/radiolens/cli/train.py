@@ -49,7 +49,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--val-fraction", type=float, metavar="X",
                    help="fraction of patients for validation when the table has no split")
     p.add_argument("--init", metavar="WEIGHTS", help="local pretrained weights (torchvision "
-                   "DenseNet-121 or CheXNet); default: from scratch")
+                   "DenseNet-121 or CheXNet), or a radiolens run directory / builtin:NAME "
+                   "to fine-tune; default: from scratch")
     p.add_argument("--freeze-backbone", action="store_true", default=None)
     p.add_argument("--imbalance", choices=["pos-weight", "sampler", "none"])
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
@@ -71,6 +72,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--skip-missing", action="store_true", default=None,
                    help="leave out rows whose image file does not exist (counted) instead "
                         "of stopping")
+    p.add_argument("--crop", choices=["none", "lungs"], help="lungs: crop every image to "
+                   "its lung field (segmented with --lung-model), here and at inference")
+    p.add_argument("--outside-lungs", choices=["keep", "dim"], help="dim: darken the pixels "
+                   "outside the lungs (by --dim-factor), here and at inference")
+    p.add_argument("--dim-factor", type=float, metavar="X", help="default 0.3")
+    p.add_argument("--lung-model", metavar="RUN_DIR", help="lung segmentation model for "
+                   "--crop/--outside-lungs/--attention-penalty (default builtin:lungs)")
+    p.add_argument("--attention-penalty", type=float, metavar="X", help="weight of a loss "
+                   "term on the class activation map outside the lungs (default 0: off)")
+    p.add_argument("--shortcut-augment", action="store_true", default=None,
+                   help="augmentation that breaks border and marker shortcuts")
     p.add_argument("--tensorboard", action="store_true", default=None)
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.set_defaults(run=run)
@@ -80,7 +92,9 @@ FIELDS = ("data", "output", "data_format", "images_root", "report_labels", "labe
           "uncertain", "model", "image_size", "epochs", "batch_size", "lr", "weight_decay",
           "warmup_epochs", "seed", "val_fraction", "init", "freeze_backbone", "imbalance",
           "augment", "patience", "threshold_method", "device", "amp", "workers", "limit",
-          "limit_val", "half", "skip_unreadable", "skip_missing", "tensorboard")
+          "limit_val", "half", "skip_unreadable", "skip_missing", "tensorboard", "crop",
+          "outside_lungs", "dim_factor", "lung_model", "attention_penalty",
+          "shortcut_augment")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from radiolens.errors import DatasetError, ImageReadError
 
 __all__ = [
     "LoadedImages",
+    "LungPreparation",
     "XrayDataset",
     "load_images",
     "masked_bce_loss",
@@ -35,15 +36,29 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LoadedImages:
-    """Resized images of a datalist: ``squares[i]`` belongs to ``items[i]``."""
+    """Resized images of a datalist: ``squares[i]`` belongs to ``items[i]``; ``masks``:
+    their lung masks at the same size, when the images were read with ``lungs``."""
 
     squares: npt.NDArray[np.float16]
     items: list[dict[str, Any]]
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    masks: npt.NDArray[np.float16] | None = None
+
+
+@dataclass(frozen=True)
+class LungPreparation:
+    """How to use the lungs when reading images: a loaded
+    :class:`~radiolens.segment.LungSegmenter`, crop or not, dim factor or ``None``."""
+
+    segmenter: Any
+    crop: bool
+    dim: float | None
+    margin: float = 0.05
 
 
 def load_images(items: Sequence[dict[str, Any]], image_size: int, *, progress: bool = False,
-                skip_unreadable: bool = False, desc: str = "reading images") -> LoadedImages:
+                skip_unreadable: bool = False, desc: str = "reading images",
+                lungs: LungPreparation | None = None) -> LoadedImages:
     """Read and resize every item's image to ``image_size`` squares in [0, 1].
 
     Args:
@@ -52,6 +67,9 @@ def load_images(items: Sequence[dict[str, Any]], image_size: int, *, progress: b
         progress: show a progress bar.
         skip_unreadable: leave unreadable images out (listed in ``unreadable`` and logged)
             instead of raising.
+        lungs: segment each image and crop or dim it as the model's preprocessing says
+            (exactly as :meth:`radiolens.inference.Predictor.prepare` does); the masks are
+            kept in ``masks``.
 
     Raises:
         DatasetError: one or more images cannot be read (all are listed) and
@@ -63,6 +81,7 @@ def load_images(items: Sequence[dict[str, Any]], image_size: int, *, progress: b
 
     kept: list[dict[str, Any]] = []
     arrays: list[npt.NDArray[np.float16]] = []
+    masks: list[npt.NDArray[np.float16]] = []
     bad: list[tuple[str, str]] = []
     for item in tqdm(items, desc=desc, unit="img", disable=not progress, leave=False):
         try:
@@ -70,7 +89,15 @@ def load_images(items: Sequence[dict[str, Any]], image_size: int, *, progress: b
         except ImageReadError as exc:
             bad.append((str(item["image"]), str(exc)))
             continue
-        arrays.append(resize_square(img.pixels, image_size).astype(np.float16))
+        pixels = img.pixels
+        if lungs is not None:
+            from radiolens.data.preprocess import lung_view
+
+            mask = lungs.segmenter.segment(pixels).mask
+            pixels, vmask, _ = lung_view(pixels, mask, crop=lungs.crop, dim=lungs.dim,
+                                         margin=lungs.margin)
+            masks.append(resize_square(vmask, image_size).astype(np.float16))
+        arrays.append(resize_square(pixels, image_size).astype(np.float16))
         kept.append(dict(item))
     if bad:
         listing = "\n  ".join(msg for _, msg in bad[:20])
@@ -82,33 +109,53 @@ def load_images(items: Sequence[dict[str, Any]], image_size: int, *, progress: b
         logger.warning("left out %d unreadable images:\n  %s%s", len(bad), listing, more)
     if not arrays:
         raise DatasetError("no readable images; check the image paths and --images-root")
-    return LoadedImages(np.stack(arrays), kept, bad)
+    return LoadedImages(np.stack(arrays), kept, bad,
+                        np.stack(masks) if lungs is not None else None)
 
 
-def train_augmentation(image_size: int, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+def train_augmentation(image_size: int, seed: int = 0, shortcuts: bool = False
+                       ) -> Callable[[torch.Tensor], torch.Tensor]:
     """MONAI augmentation for chest radiographs: small rotations, zoom, shifts, brightness
-    and contrast. No flips: a left-right flip moves the heart to the wrong side."""
+    and contrast. No flips: a left-right flip moves the heart to the wrong side.
+
+    Spatial transforms apply to every channel of the input (so a lung mask stacked as
+    channel 1 moves with the image); intensity transforms to channel 0 only.
+
+    Args:
+        shortcuts: also break border and marker shortcuts: stronger zoom and shifts (the
+            film's edges move), and random rectangles blanked (side markers, text, tubes).
+    """
     from monai.transforms import (
         Compose,
         RandAdjustContrast,
         RandAffine,
+        RandCoarseDropout,
         RandScaleIntensity,
         RandShiftIntensity,
     )
 
-    shift = 0.06 * image_size
-    aug = Compose([
-        RandAffine(prob=0.8, rotate_range=(np.deg2rad(8),), scale_range=(0.1, 0.1),
-                   translate_range=(shift, shift), padding_mode="border"),
+    shift = (0.12 if shortcuts else 0.06) * image_size
+    zoom = (0.25, 0.25) if shortcuts else (0.1, 0.1)
+    spatial = RandAffine(prob=0.8, rotate_range=(np.deg2rad(8),), scale_range=zoom,
+                         translate_range=(shift, shift),
+                         padding_mode="zeros" if shortcuts else "border")
+    steps: list[Any] = [
         RandScaleIntensity(factors=0.1, prob=0.5),
         RandShiftIntensity(offsets=0.05, prob=0.5),
         RandAdjustContrast(prob=0.3, gamma=(0.8, 1.25)),
-    ])
-    aug.set_random_state(seed=seed)
+    ]
+    if shortcuts:
+        side = max(2, image_size // 10)
+        steps.append(RandCoarseDropout(holes=2, max_holes=6, spatial_size=(side, side),
+                                       fill_value=0.0, prob=0.5))
+    intensity = Compose(steps)
+    spatial.set_random_state(seed=seed)
+    intensity.set_random_state(seed=seed + 1)
 
     def apply(x: torch.Tensor) -> torch.Tensor:
-        out = aug(x)
-        return torch.as_tensor(out).clamp_(0.0, 1.0)
+        moved = torch.as_tensor(spatial(x))
+        first = torch.as_tensor(intensity(moved[:1])).clamp_(0.0, 1.0)
+        return torch.cat([first, moved[1:]], dim=0) if moved.shape[0] > 1 else first
 
     return apply
 
@@ -146,11 +193,18 @@ class XrayDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         x = torch.from_numpy(self.loaded.squares[index].astype(np.float32))[None]
+        masks = self.loaded.masks
+        if masks is not None:
+            x = torch.cat([x, torch.from_numpy(masks[index].astype(np.float32))[None]])
         if self.augment is not None:
             x = self.augment(x)
-        x = (x.expand(self.channels, -1, -1) - self._mean) / self._std
-        return {"image": x.contiguous(), "label": torch.from_numpy(self._labels[index]),
-                "index": index}
+        lung = x[1:2] if masks is not None else None
+        x = (x[:1].expand(self.channels, -1, -1) - self._mean) / self._std
+        sample = {"image": x.contiguous(), "label": torch.from_numpy(self._labels[index]),
+                  "index": index}
+        if lung is not None:
+            sample["lung"] = lung.contiguous()
+        return sample
 
 
 def positive_weights(labels: npt.ArrayLike, max_weight: float = 50.0) -> torch.Tensor:

@@ -9,14 +9,48 @@ ONNX Runtime path needs no torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-__all__ = ["normalize", "preprocess", "resize_square"]
+__all__ = ["lung_view", "normalize", "preprocess", "resize_square"]
+
+if TYPE_CHECKING:
+    from radiolens.segment.crop import LungBox
 
 FloatArray = npt.NDArray[np.float32]
+
+
+def lung_view(pixels: npt.ArrayLike, mask: npt.ArrayLike, *, crop: bool, dim: float | None,
+              margin: float = 0.05) -> tuple[FloatArray, FloatArray, LungBox]:
+    """The lung field of a radiograph, as the classifiers with ``crop: lungs`` or
+    ``outside_lungs: dim`` see it.
+
+    Args:
+        pixels: the 2-D image in [0, 1].
+        mask: its lung mask (same shape).
+        crop: keep only the box around the lungs (grown by ``margin``).
+        dim: multiply pixels outside the mask by this (``None``: leave them).
+
+    Returns:
+        ``(pixels, mask, box)``: the view, its mask as float, and the box in the image
+        (the whole image when not cropping or when the mask is empty).
+    """
+    from radiolens.segment.crop import LungBox, crop_box
+    from radiolens.segment.crop import lung_box as find_box
+
+    arr = np.asarray(pixels, dtype=np.float32)
+    m = np.asarray(mask).astype(bool)
+    if m.shape != arr.shape:
+        raise ValueError(f"lung mask {m.shape} and image {arr.shape} differ in shape")
+    box = find_box(m, margin) if crop else LungBox(0, arr.shape[0], 0, arr.shape[1])
+    view = crop_box(arr, box).copy()
+    vmask = crop_box(m.astype(np.float32), box)
+    if dim is not None and m.any():
+        view = np.where(vmask > 0, view, view * np.float32(dim)).astype(np.float32)
+    return view, vmask, box
 
 
 def resize_square(pixels: npt.ArrayLike, image_size: int) -> FloatArray:

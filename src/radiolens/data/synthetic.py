@@ -44,18 +44,22 @@ def _ellipse(xx: npt.NDArray[np.float64], yy: npt.NDArray[np.float64], cx: float
     return np.asarray(1.0 / (1.0 + np.exp((d - 1.0) / softness)), dtype=np.float64)
 
 
-def synthetic_image(positives: Sequence[bool], size: int, rng: np.random.Generator
-                    ) -> npt.NDArray[np.uint8]:
+def synthetic_image(positives: Sequence[bool], size: int, rng: np.random.Generator,
+                    lungs: list[npt.NDArray[np.bool_]] | None = None) -> npt.NDArray[np.uint8]:
     """One synthetic radiograph, ``uint8`` of shape ``(size, size)``.
 
     Args:
         positives: for each label, whether its opacity is drawn.
         size: width and height in pixels.
         rng: the random generator (all randomness comes from it).
+        lungs: when given, the image's lung mask is appended to it.
     """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / max(size - 1, 1)
     shift_x, shift_y = rng.normal(0.0, 0.02, 2)
     xx, yy = xx - shift_x, yy - shift_y
+    if lungs is not None:
+        lungs.append(np.logical_or(*[_ellipse(xx, yy, cx, 0.47, 0.15, 0.27, 0.06) > 0.5
+                                     for cx in (0.33, 0.67)]))
     img = 0.12 + 0.10 * yy
     img += 0.40 * _ellipse(xx, yy, 0.5, 0.52, 0.46, 0.50, 0.05)          # body
     for cx in (0.33, 0.67):                                               # lung fields
@@ -97,6 +101,7 @@ def make_synthetic_dataset(
     seed: int = 0,
     labels: Sequence[str] = ("pneumonia",),
     n_patients: int | None = None,
+    masks: bool = False,
 ) -> Path:
     """Write a small synthetic data set: 8-bit PNGs and a ``labels.csv``.
 
@@ -113,6 +118,8 @@ def make_synthetic_dataset(
         seed: the random seed.
         labels: label column names.
         n_patients: number of patients (default ``n // 2``: two images each).
+        masks: also write each image's lung mask (``masks/syn_00000_lung.png``, 0/255)
+            and a ``mask`` column, for ``radiolens train-seg``.
 
     Returns:
         The path of ``labels.csv``.
@@ -153,11 +160,18 @@ def make_synthetic_dataset(
     for i in range(n):
         p = i % patients
         values = [first[i]] + [int(rng.random() < 0.4) for _ in names[1:]]
-        pixels = synthetic_image([bool(v) for v in values], image_size, rng)
+        lung: list[npt.NDArray[np.bool_]] | None = [] if masks else None
+        pixels = synthetic_image([bool(v) for v in values], image_size, rng, lung)
         rel = f"images/syn_{i:05d}.png"
         Image.fromarray(pixels).save(out / rel)
+        extra = {}
+        if lung:
+            (out / "masks").mkdir(exist_ok=True)
+            extra["mask"] = f"masks/syn_{i:05d}_lung.png"
+            Image.fromarray(lung[0].astype(np.uint8) * 255).save(out / extra["mask"])
         rows.append({
             "image": rel,
+            **extra,
             "patient_id": patient_ids[p],
             **dict(zip(names, map(str, values), strict=True)),
             "split": "val" if patient_ids[p] in val else "train",
@@ -167,7 +181,8 @@ def make_synthetic_dataset(
         })
     csv_path = out / "labels.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["image", "patient_id", *names, "split", "sex",
+        writer = csv.DictWriter(fh, fieldnames=["image", *(["mask"] if masks else []),
+                                                "patient_id", *names, "split", "sex",
                                                 "age", "view"])
         writer.writeheader()
         writer.writerows(rows)

@@ -269,8 +269,9 @@ def plot_evaluation(y_true: npt.ArrayLike, y_prob: npt.ArrayLike, labels: Sequen
 
 
 def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: str | Path, *,
-                        dpi: int = 100) -> Path:
-    """Training and validation loss (left axis) and validation AUROC (right) per epoch.
+                        dpi: int = 100, metric: str = "val_auroc",
+                        metric_label: str = "validation AUROC") -> Path:
+    """Training and validation loss (left axis) and a validation metric (right) per epoch.
 
     Args:
         history: rows of ``history.csv`` (``epoch``, ``train_loss``, ``val_loss``,
@@ -291,8 +292,8 @@ def plot_learning_curve(history: Sequence[Mapping[str, Any]], path: str | Path, 
         ax.set(xlabel="epoch", ylabel="loss", title="Learning curve")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         right = ax.twinx()
-        right.plot(epochs, column("val_auroc"), "^--", color="C2", label="validation AUROC")
-        right.set(ylabel="validation AUROC", ylim=(0.0, 1.02))
+        right.plot(epochs, column(metric), "^--", color="C2", label=metric_label)
+        right.set(ylabel=metric_label, ylim=(0.0, 1.02))
         handles = ax.get_legend_handles_labels()
         more = right.get_legend_handles_labels()
         ax.legend(handles[0] + more[0], handles[1] + more[1], loc="best", fontsize="small")

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 __all__ = ["gradcam", "overlay_heatmap"]
+
+#: One MONAI GradCAM per model: each GradCAM registers hooks on the model that MONAI never
+#: removes, so building one per call slowed every later call and leaked memory.
+_CAMS: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _cam_for(model: torch.nn.Module, layer: str) -> Any:
+    from monai.visualize import GradCAM
+
+    per_model = _CAMS.setdefault(model, {})
+    if layer not in per_model:
+        per_model[layer] = GradCAM(nn_module=model, target_layers=layer)
+    return per_model[layer]
 
 
 def gradcam(model: torch.nn.Module, architecture: str, x: npt.ArrayLike, class_index: int,
@@ -25,8 +40,6 @@ def gradcam(model: torch.nn.Module, architecture: str, x: npt.ArrayLike, class_i
     Returns:
         ``float32`` heatmap in [0, 1] (all zeros when the model gives no gradient signal).
     """
-    from monai.visualize import GradCAM
-
     from radiolens.models import gradcam_target_layer
 
     device = next(model.parameters()).device
@@ -34,7 +47,7 @@ def gradcam(model: torch.nn.Module, architecture: str, x: npt.ArrayLike, class_i
     was_training = model.training
     model.eval()
     with torch.enable_grad():
-        cam = GradCAM(nn_module=model, target_layers=gradcam_target_layer(architecture))
+        cam = _cam_for(model, gradcam_target_layer(architecture))
         heat = cam(x=inp, class_idx=class_index)
     model.train(was_training)
     arr = heat.detach().float().cpu().numpy()[0, 0]

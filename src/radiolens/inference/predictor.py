@@ -91,8 +91,8 @@ class Predictor:
             raise ConfigError(f"unknown backend {self.backend!r}; use torch or onnx")
         import torch
 
+        from radiolens.devices import resolve_device
         from radiolens.models import export_onnx, load_run, onnx_session, resolve_run_dir
-        from radiolens.train.loop import resolve_device
 
         if self.threads is not None and self.backend == "torch":
             torch.set_num_threads(self.threads)
@@ -127,12 +127,46 @@ class Predictor:
         return {n: float(self.info_.thresholds.get(n, 0.5)) for n in self.info_.labels}
 
     # ------------------------------------------------------------ the numbers
-    def preprocess(self, image: XrayImage | npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """The model input for one image: ``(C, S, S)`` float32."""
+    @property
+    def uses_lungs(self) -> bool:
+        """Whether this model's input needs a lung mask (``crop: lungs`` or dimming)."""
+        self._check_loaded()
+        return bool(self.info_.preprocessing.uses_lungs)
+
+    def lung_segmenter(self) -> Any:
+        """The :class:`~radiolens.segment.LungSegmenter` named by the model's
+        preprocessing (loaded once)."""
+        self._check_loaded()
+        if getattr(self, "segmenter_", None) is None:
+            from radiolens.segment import LungSegmenter
+
+            self.segmenter_ = LungSegmenter(self.info_.preprocessing.lung_model).load()
+        return self.segmenter_
+
+    def prepare(self, image: XrayImage | npt.ArrayLike, mask: npt.ArrayLike | None = None
+                ) -> tuple[npt.NDArray[np.float32], Any]:
+        """The model input ``(C, S, S)`` for one image and the box of the image it covers
+        (``None``: the whole image). ``mask``: the image's lung mask when the model crops
+        or dims (segmented here when not given)."""
         self._check_loaded()
         pixels = image.pixels if isinstance(image, XrayImage) else np.asarray(image)
         pre = self.info_.preprocessing
-        return preprocess(pixels, pre.image_size, pre.mean, pre.std, pre.channels)
+        box = None
+        if pre.uses_lungs:
+            from radiolens.data.preprocess import lung_view
+
+            if mask is None:
+                mask = self.lung_segmenter().segment(pixels).mask
+            pixels, _, box = lung_view(
+                pixels, mask, crop=pre.crop == "lungs",
+                dim=pre.dim_factor if pre.outside_lungs == "dim" else None,
+                margin=pre.crop_margin)
+        return preprocess(pixels, pre.image_size, pre.mean, pre.std, pre.channels), box
+
+    def preprocess(self, image: XrayImage | npt.ArrayLike,
+                   mask: npt.ArrayLike | None = None) -> npt.NDArray[np.float32]:
+        """The model input for one image: ``(C, S, S)`` float32."""
+        return self.prepare(image, mask)[0]
 
     def predict_batch(self, batch: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """Probabilities ``(N, L)`` for preprocessed inputs ``(N, C, S, S)``."""
@@ -154,12 +188,19 @@ class Predictor:
         values = {n: float(probs[j]) for j, n in enumerate(self.labels)}
         return Prediction(values, th, {n: values[n] >= th[n] for n in values})
 
-    def predict(self, images: Sequence[XrayImage | npt.ArrayLike]) -> list[Prediction]:
-        """Score images (``XrayImage`` or 2-D arrays in [0, 1]), in batches."""
+    def predict(self, images: Sequence[XrayImage | npt.ArrayLike],
+                masks: Sequence[npt.ArrayLike | None] | None = None) -> list[Prediction]:
+        """Score images (``XrayImage`` or 2-D arrays in [0, 1]), in batches; ``masks``:
+        their lung masks when already known (models that crop to the lungs)."""
         out: list[Prediction] = []
+        given = list(masks) if masks is not None else [None] * len(images)
+        if len(given) != len(images):
+            raise ValueError(f"{len(images)} images but {len(given)} masks")
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            probs = self.predict_batch(np.stack([self.preprocess(im) for im in chunk]))
+            mchunk = given[start:start + self.batch_size]
+            probs = self.predict_batch(np.stack([self.preprocess(im, m)
+                                                 for im, m in zip(chunk, mchunk, strict=True)]))
             out.extend(self._wrap(row) for row in probs)
         return out
 
@@ -197,10 +238,11 @@ class Predictor:
         return list(self.iter_files(paths))
 
     # ------------------------------------------------------------ explanation
-    def explain(self, image: XrayImage | npt.ArrayLike,
-                label: str | None = None) -> npt.NDArray[np.float32]:
+    def explain(self, image: XrayImage | npt.ArrayLike, label: str | None = None,
+                mask: npt.ArrayLike | None = None) -> npt.NDArray[np.float32]:
         """A Grad-CAM heatmap in [0, 1] for ``label`` (default: the first), at the input
-        image's size. Needs the torch backend's model (always loaded)."""
+        image's size (zero outside the lung box for models that crop to the lungs).
+        Needs the torch backend's model (always loaded)."""
         from radiolens.explain import gradcam
 
         self._check_loaded()
@@ -209,6 +251,12 @@ class Predictor:
             raise ConfigError(f"label {name!r} is not one of the model's: "
                               f"{', '.join(self.labels)}")
         pixels = image.pixels if isinstance(image, XrayImage) else np.asarray(image)
-        x = self.preprocess(pixels)
-        return gradcam(self.model_, self.info_.architecture, x, self.labels.index(name),
-                       output_shape=pixels.shape)
+        x, box = self.prepare(pixels, mask)
+        if box is None:
+            return gradcam(self.model_, self.info_.architecture, x, self.labels.index(name),
+                           output_shape=pixels.shape)
+        from radiolens.segment.crop import paste_box
+
+        heat = gradcam(self.model_, self.info_.architecture, x, self.labels.index(name),
+                       output_shape=box.shape)
+        return paste_box(heat, box, pixels.shape)

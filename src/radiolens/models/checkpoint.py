@@ -96,6 +96,19 @@ class Preprocessing(BaseModel):
     mean: float | list[float]
     std: float | list[float]
     resize: Literal["squash"] = "squash"
+    crop: Literal["none", "lungs"] = Field(
+        default="none", description="lungs: crop to the box around both lungs (from lung_model) "
+                            "before resizing")
+    outside_lungs: Literal["keep", "dim"] = Field(
+        default="keep", description="dim: multiply pixels outside the lung mask by dim_factor")
+    lung_model: str = Field(default="builtin:lungs", description="segmentation model for the crop")
+    crop_margin: float = Field(default=0.05, ge=0, le=0.5)
+    dim_factor: float = Field(default=0.3, ge=0, le=1)
+
+    @property
+    def uses_lungs(self) -> bool:
+        """Whether preparing an image needs its lung mask."""
+        return self.crop != "none" or self.outside_lungs != "keep"
 
     @model_validator(mode="after")
     def _check_stats(self) -> Preprocessing:

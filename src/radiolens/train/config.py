@@ -71,6 +71,18 @@ class TrainConfig(BaseModel):
     half: bool = Field(False, description="store the weights in fp16")
     mean: float = 0.5
     std: float = 0.25
+    crop: Literal["none", "lungs"] = Field(
+        "none", description="lungs: crop each image to its lung field (segmented with "
+                            "lung_model) in training and at inference")
+    outside_lungs: Literal["keep", "dim"] = Field(
+        "keep", description="dim: darken pixels outside the lungs (dim_factor)")
+    dim_factor: float = Field(0.3, ge=0, le=1)
+    lung_model: str = "builtin:lungs"
+    attention_penalty: float = Field(
+        0.0, ge=0, description="weight of a loss term on the class activation map's mass "
+                               "outside the lungs (0: off)")
+    shortcut_augment: bool = Field(False, description="augmentation that breaks border and "
+                                                      "marker shortcuts")
 
     @field_validator("model")
     @classmethod

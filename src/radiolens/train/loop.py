@@ -37,6 +37,7 @@ from radiolens.data.dataset import (
     positive_weights,
     train_augmentation,
 )
+from radiolens.devices import resolve_device
 from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
 from radiolens.train.config import TrainConfig
 from radiolens.train.data import load_training_data
@@ -81,18 +82,58 @@ class TrainResult:
     validation: dict[str, Any]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU; anything else is checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; "
-                          "use --device cpu (or auto)")
-    return device
+def _lung_preparation(config: TrainConfig) -> Any:
+    """The segmenter and settings when the run crops, dims or penalises by the lungs."""
+    if config.crop == "none" and config.outside_lungs == "keep" and config.attention_penalty <= 0:
+        return None
+    from radiolens.data.dataset import LungPreparation
+    from radiolens.segment import LungSegmenter
+
+    segmenter = LungSegmenter(config.lung_model).load()
+    logger.info("segmenting the lungs of every image with %s (crop: %s, outside the lungs: "
+                "%s)", config.lung_model, config.crop, config.outside_lungs)
+    return LungPreparation(segmenter, crop=config.crop == "lungs",
+                           dim=config.dim_factor if config.outside_lungs == "dim" else None)
+
+
+def _init_weights(init: str, labels: Sequence[str]) -> tuple[str, bool]:
+    """The weights file for ``--init`` and whether to keep its head: a radiolens run
+    directory (or ``builtin:NAME``) with the same labels is fine-tuned head and all."""
+    from radiolens.models import read_model_info, resolve_run_dir
+
+    if init.startswith("builtin:") or Path(init).is_dir():
+        run = resolve_run_dir(init)
+        info = read_model_info(run)
+        return str(run / "model.safetensors"), list(info.labels) == list(labels)
+    return init, False
+
+
+class _ActivationMap:
+    """The class activation map of a global-pooling network during training, for the
+    attention penalty: ``relu(W @ A)`` from the last feature map ``A`` and head ``W``."""
+
+    def __init__(self, model: torch.nn.Module, architecture: str) -> None:
+        from radiolens.models import gradcam_target_layer, head_layer
+
+        self.head = model.get_submodule(head_layer(architecture))
+        self.features: torch.Tensor | None = None
+        layer = model.get_submodule(gradcam_target_layer(architecture))
+        layer.register_forward_hook(self._keep)
+
+    def _keep(self, _module: Any, _inp: Any, out: torch.Tensor) -> None:
+        self.features = out
+
+    def outside_fraction(self, lung: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch and labels of the map's mass outside ``lung`` (N,1,S,S)."""
+        if self.features is None:
+            raise RuntimeError("no forward pass yet")
+        a = torch.relu(self.features.float())
+        w = self.head.weight.float()
+        cam = torch.relu(torch.einsum("nchw,lc->nlhw", a, w))
+        inside = torch.nn.functional.adaptive_avg_pool2d(lung.float(),
+                                                         (cam.shape[-2], cam.shape[-1]))
+        total = cam.sum(dim=(2, 3)) + 1e-6
+        return ((cam * (1.0 - inside)).sum(dim=(2, 3)) / total).mean()
 
 
 def _mean_auroc(y: npt.NDArray[np.float32], p: npt.NDArray[np.float32]) -> tuple[float,
@@ -248,13 +289,19 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
     logger.info("training on %d images (%d patients), validating on %d (%d patients); "
                 "labels: %s", len(train_dl), len({i["patient_id"] for i in train_dl.items}),
                 len(val_dl), len({i["patient_id"] for i in val_dl.items}), ", ".join(labels))
+    lungs = _lung_preparation(config)
     train_imgs: LoadedImages = load_images(train_dl.items, size, progress=progress,
                                            skip_unreadable=config.skip_unreadable,
-                                           desc="reading training images")
+                                           desc="reading training images", lungs=lungs)
     val_imgs = load_images(val_dl.items, size, progress=progress,
                            skip_unreadable=config.skip_unreadable,
-                           desc="reading validation images")
-    augment = train_augmentation(size, config.seed) if config.augment else None
+                           desc="reading validation images", lungs=lungs)
+    if lungs is not None:
+        val_imgs.masks = None
+    if config.attention_penalty <= 0:
+        train_imgs.masks = None
+    augment = (train_augmentation(size, config.seed, shortcuts=config.shortcut_augment)
+               if config.augment else None)
     train_ds = XrayDataset(train_imgs, config.mean, config.std, augment=augment)
     val_ds = XrayDataset(val_imgs, config.mean, config.std)
     if np.all(np.isnan(val_ds.labels)):
@@ -262,7 +309,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
 
     model = build_model(config.model, n_outputs=len(labels), in_channels=1)
     if config.init:
-        report = load_pretrained(model, config.init, fold_to_grey=True, keep_head=False)
+        init_path, keep_head = _init_weights(config.init, labels)
+        report = load_pretrained(model, init_path, fold_to_grey=True, keep_head=keep_head)
         logger.info("initialised from %s: %s", config.init, report)
     if config.freeze_backbone:
         frozen = freeze_backbone(model, config.model)
@@ -306,7 +354,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
                     state.best_score, state.best_epoch)
 
     preprocessing = Preprocessing(image_size=size, channels=1, mean=config.mean,
-                                  std=config.std)
+                                  std=config.std, crop=config.crop,
+                                  outside_lungs=config.outside_lungs,
+                                  lung_model=config.lung_model, dim_factor=config.dim_factor)
+    attention = (_ActivationMap(model, config.model) if config.attention_penalty > 0
+                 else None)
     architecture_args: dict[str, Any] = {}
     writer = _tensorboard(run_dir) if config.tensorboard else None
     history_path = run_dir / "history.csv"
@@ -329,6 +381,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x)
             loss = masked_bce_loss(logits, y, pos_weight)
+            if attention is not None:
+                loss = loss + config.attention_penalty * attention.outside_fraction(
+                    batch["lung"].to(device, non_blocking=True))
             if not torch.isfinite(loss):
                 raise ConfigError(f"the loss became {loss.item()} at epoch {epoch}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
