@@ -66,7 +66,7 @@ def main() -> int:
 
     import torch
 
-    from radiolens.cli.main import setup_logging
+    from radiolens.logsafe import setup_logging
     from radiolens.explain.measure import masks_from_table
     from radiolens.models import read_model_info
     from radiolens.segment.table import read_mask_table

@@ -133,7 +133,7 @@ def main() -> int:
 
     import torch
 
-    from radiolens.cli.main import setup_logging
+    from radiolens.logsafe import setup_logging
     from radiolens.train import TrainConfig, train
 
     setup_logging(0, False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "install_log_filter",
     "relative_to",
     "scrub_paths",
+    "setup_logging",
 ]
 
 #: Longest argument value kept in a log message, in characters.
@@ -194,3 +196,16 @@ def scrub_paths(text: str, base: str | os.PathLike[str]) -> str:
         if form and form != os.sep:
             out = out.replace(form.rstrip(os.sep) + os.sep, "")
     return out
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """Send radiolens log records to stderr at the level the flags ask for."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(levelname)s %(name)s: %(message)s" if verbose >= 2 else "%(message)s"))
+    install_log_filter(handler)  # one escaped, bounded line per record; no patient names
+    root = logging.getLogger("radiolens")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

@@ -17,7 +17,7 @@ from typing import NoReturn
 from radiolens import __version__
 from radiolens._suggest import did_you_mean
 from radiolens.errors import RadiolensError
-from radiolens.logsafe import install_log_filter
+from radiolens.logsafe import setup_logging
 
 log = logging.getLogger("radiolens")
 
@@ -84,19 +84,6 @@ def build_parser() -> ArgumentParser:
     for module in COMMANDS.values():
         importlib.import_module(f"radiolens.cli.{module}").add_parser(sub)
     return parser
-
-
-def setup_logging(verbose: int, quiet: bool) -> None:
-    """Send radiolens log records to stderr at the level the flags ask for."""
-    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(levelname)s %(name)s: %(message)s" if verbose >= 2 else "%(message)s"))
-    install_log_filter(handler)  # one escaped, bounded line per record; no patient names
-    root = logging.getLogger("radiolens")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

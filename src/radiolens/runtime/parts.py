@@ -21,7 +21,7 @@ def _enter(verbose: int, quiet: bool, memory_limit_mb: int) -> threading.Event:
     """Logging, memory limit and signals of a part process; returns its stop event."""
     import signal
 
-    from radiolens.cli.main import setup_logging
+    from radiolens.logsafe import setup_logging
     from radiolens.worker.runner import limit_memory
 
     setup_logging(verbose, quiet)
