@@ -62,6 +62,9 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=500, help="training images per lever")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--out", default=str(ROOT / "runs" / "levers"))
+    ap.add_argument("--lung-model", default="builtin:lungs",
+                    help="segmentation model for the crop, dimming and penalty")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
     import torch
@@ -73,7 +76,7 @@ def main() -> int:
     from radiolens.train import TrainConfig, train
 
     setup_logging(0, False)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     table = DATA / "covid_chestxray_ieee8023" / "labels.csv"
     pairs = read_mask_table(table)
     masks = masks_from_table(table)
@@ -101,7 +104,7 @@ def main() -> int:
             labels="abnormal", model="densenet121", image_size=args.image_size,
             epochs=args.epochs, batch_size=32, lr=args.lr, warmup_epochs=0.0,
             patience=args.epochs, threshold_method="sensitivity:0.9", limit=args.limit,
-            init=args.init, device="cpu", **LEVERS[name])
+            init=args.init, device="cpu", lung_model=args.lung_model, **LEVERS[name])
         t1 = time.perf_counter()
         result = train(config)
         rec = result.validation["labels"]["abnormal"]

@@ -17,7 +17,7 @@ def add_parser(sub: Any) -> None:
         description="Segment each image of a table with image and mask columns (or read "
                     "masks already written by `radiolens segment`, --predictions) and report "
                     "Dice, IoU and the 95th-percentile Hausdorff distance (pixels of the "
-                    "image) per image and overall, with bootstrap 95%% CIs of the means.")
+                    "image) per image and overall, with bootstrap 95% CIs of the means.")
     p.add_argument("--data", required=True, metavar="CSV", help="table with image and mask")
     p.add_argument("--checkpoint", default="builtin:lungs", metavar="RUN_DIR")
     p.add_argument("--predictions", metavar="DIR", help="score DIR/<stem>_lung.png instead "

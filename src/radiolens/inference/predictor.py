@@ -18,11 +18,25 @@ from radiolens.data.preprocess import preprocess
 from radiolens.errors import ConfigError, ImageReadError
 from radiolens.imaging import XrayImage, read_image
 
-__all__ = ["FilePrediction", "Prediction", "Predictor"]
+__all__ = ["FilePrediction", "Prediction", "Predictor", "onnx_cache_path"]
 
 logger = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnx"]
+
+
+def onnx_cache_path(run_dir: Path) -> Path:
+    """Where the ONNX export of ``run_dir`` is cached: named by the SHA-256 of its weights
+    and ``model.json``, so a retrained or re-thresholded model is exported again."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "model.json"):
+        with (run_dir / name).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    root = Path(os.environ.get("RADIOLENS_CACHE") or Path.home() / ".cache" / "radiolens")
+    return root / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
 
 
 @dataclass(frozen=True)
@@ -84,31 +98,70 @@ class Predictor:
 
     # ------------------------------------------------------------------ loading
     def load(self) -> Predictor:
-        """Read the model (and build the ONNX Runtime session for ``backend="onnx"``)."""
+        """Read the model: the torch network for ``backend="torch"``; for ``"onnx"`` an
+        ONNX Runtime session, without importing torch when ``model.onnx`` exists in the run
+        directory or in the export cache (``$RADIOLENS_CACHE``, default
+        ``~/.cache/radiolens``)."""
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.backend not in ("torch", "onnx"):
             raise ConfigError(f"unknown backend {self.backend!r}; use torch or onnx")
+        from radiolens.models.info import read_model_info, resolve_run_dir
+
+        self.run_dir_ = resolve_run_dir(self.checkpoint)
+        self.info_ = read_model_info(self.checkpoint)
+        self._model: Any = None
+        self.session_: Any = None
+        if self.backend == "torch":
+            import torch
+
+            from radiolens.devices import resolve_device
+
+            if self.threads is not None:
+                torch.set_num_threads(self.threads)
+            self.device_: Any = resolve_device(self.device)
+            self._load_torch()
+        else:
+            from radiolens.models.onnx_runtime import onnx_session
+
+            self.device_ = "cpu"
+            self.session_ = onnx_session(self._onnx_file(), threads=self.threads or 2)
+        return self
+
+    @property
+    def model_(self) -> Any:
+        """The torch network (loaded on first use with the ONNX backend, e.g. for
+        Grad-CAM)."""
+        self._check_loaded()
+        if self._model is None:
+            self._load_torch()
+        return self._model
+
+    def _load_torch(self) -> None:
         import torch
 
-        from radiolens.devices import resolve_device
-        from radiolens.models import export_onnx, load_run, onnx_session, resolve_run_dir
+        from radiolens.models.checkpoint import load_run
 
-        if self.threads is not None and self.backend == "torch":
-            torch.set_num_threads(self.threads)
-        device = resolve_device(self.device) if self.backend == "torch" else torch.device("cpu")
-        self.model_, self.info_ = load_run(self.checkpoint, device=device)
-        self.device_ = device
-        self.run_dir_ = resolve_run_dir(self.checkpoint)
-        self.session_: Any = None
-        if self.backend == "onnx":
-            onnx_path = self.run_dir_ / "model.onnx"
-            if not onnx_path.is_file():
-                self._tmp = tempfile.TemporaryDirectory(prefix="radiolens-onnx-")
-                onnx_path = export_onnx(self.model_, self.info_,
-                                        Path(self._tmp.name) / "model.onnx")
-            self.session_ = onnx_session(onnx_path, threads=self.threads or 2)
-        return self
+        device = self.device_ if isinstance(self.device_, torch.device) else torch.device("cpu")
+        self._model, _ = load_run(self.checkpoint, device=device)
+        self._torch_device = device
+
+    def _onnx_file(self) -> Path:
+        """The run directory's ``model.onnx``, else an export cached by weights hash."""
+        own = self.run_dir_ / "model.onnx"
+        if own.is_file():
+            return own
+        cached = onnx_cache_path(self.run_dir_)
+        if not cached.is_file():
+            from radiolens.models import export_onnx
+
+            self._load_torch()
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
+                path = export_onnx(self._model, self.info_, Path(tmp) / "model.onnx")
+                os.replace(path, cached)
+            logger.info("exported %s to ONNX once (cached in %s)", self.checkpoint, cached)
+        return cached
 
     def _check_loaded(self) -> None:
         if not hasattr(self, "info_"):
@@ -178,9 +231,10 @@ class Predictor:
             return out
         import torch
 
+        model = self.model_
         with torch.inference_mode():
-            t = torch.from_numpy(x).to(self.device_)
-            probs = torch.sigmoid(self.model_(t).float()).cpu().numpy()
+            t = torch.from_numpy(x).to(self._torch_device)
+            probs = torch.sigmoid(model(t).float()).cpu().numpy()
         return probs.astype(np.float32)
 
     def _wrap(self, probs: npt.NDArray[np.float32]) -> Prediction:

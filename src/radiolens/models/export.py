@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
+from radiolens.errors import CheckpointError, MissingDependencyError
 from radiolens.models.checkpoint import ModelInfo
+from radiolens.models.onnx_runtime import onnx_session
 
 __all__ = [
     "INPUT_NAME",
@@ -133,39 +134,3 @@ def read_onnx_info(path: str | os.PathLike[str]) -> ModelInfo:
                 raise CheckpointError(f"the model info in {file} is invalid: {exc}") from exc
     raise CheckpointError(f"{file} has no radiolens model info; export it with "
                           "radiolens.models.export_onnx")
-
-
-def onnx_session(path: str | os.PathLike[str], threads: int = 2) -> Any:
-    """Create an onnxruntime CPU session tuned for a shared machine.
-
-    ``intra_op_num_threads=threads``, ``inter_op_num_threads=1`` and no spinning of idle
-    threads (``session.intra_op.allow_spinning=0``), which keeps throughput when other
-    processes use the cores.
-
-    Returns:
-        An ``onnxruntime.InferenceSession``; run it with ``{"image": batch}``.
-
-    Raises:
-        CheckpointError: if the file is missing or onnxruntime cannot load it.
-        ConfigError: if ``threads`` is below 1.
-        MissingDependencyError: if ``onnxruntime`` is not installed.
-    """
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", "train") from None
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise CheckpointError(f"ONNX file {str(file)!r} does not exist; export one with "
-                              "radiolens.models.export_onnx")
-    if threads < 1:
-        raise ConfigError(f"threads must be at least 1, got {threads}")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(file), sess_options=options,
-                                    providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise CheckpointError(f"onnxruntime cannot load {file}: {exc}") from exc

@@ -24,6 +24,7 @@ from torch import nn
 
 from radiolens._suggest import choices_hint, did_you_mean
 from radiolens.errors import ConfigError
+from radiolens.models.info import ARCHITECTURES
 
 __all__ = [
     "MODEL_NAMES",
@@ -171,6 +172,7 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
 
 #: The architectures :func:`build_model` knows, as stored in ``model.json``.
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+assert MODEL_NAMES == ARCHITECTURES, "models.info.ARCHITECTURES must list the registry"
 
 
 def check_model_name(name: str) -> str:

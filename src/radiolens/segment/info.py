@@ -52,7 +52,7 @@ def read_seg_info(run_dir: str | os.PathLike[str]) -> SegModelInfo:
     Raises:
         CheckpointError: not a segmentation run directory, or its model.json is invalid.
     """
-    from radiolens.models.checkpoint import INFO_FILE, resolve_run_dir
+    from radiolens.models.info import INFO_FILE, resolve_run_dir
 
     folder = resolve_run_dir(run_dir)
     path = folder / INFO_FILE
@@ -79,7 +79,7 @@ def read_seg_info(run_dir: str | os.PathLike[str]) -> SegModelInfo:
 def write_seg_info(run_dir: str | os.PathLike[str], info: SegModelInfo) -> Path:
     """Write ``model.json`` atomically."""
     from radiolens._fs import write_atomic
-    from radiolens.models.checkpoint import INFO_FILE
+    from radiolens.models.info import INFO_FILE
 
     path = Path(run_dir) / INFO_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

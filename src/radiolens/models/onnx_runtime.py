@@ -1,0 +1,47 @@
+"""ONNX Runtime sessions, without torch: scoring an exported model needs only this."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
+
+__all__ = ["onnx_session"]
+
+
+def onnx_session(path: str | os.PathLike[str], threads: int = 2) -> Any:
+    """Create an onnxruntime CPU session tuned for a shared machine.
+
+    ``intra_op_num_threads=threads``, ``inter_op_num_threads=1`` and no spinning of idle
+    threads (``session.intra_op.allow_spinning=0``), which keeps throughput when other
+    processes use the cores.
+
+    Returns:
+        An ``onnxruntime.InferenceSession``; run it with ``{"image": batch}``.
+
+    Raises:
+        CheckpointError: if the file is missing or onnxruntime cannot load it.
+        ConfigError: if ``threads`` is below 1.
+        MissingDependencyError: if ``onnxruntime`` is not installed.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "train") from None
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CheckpointError(f"ONNX file {str(file)!r} does not exist; export one with "
+                              "radiolens.models.export_onnx")
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(file), sess_options=options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise CheckpointError(f"onnxruntime cannot load {file}: {exc}") from exc

@@ -1,0 +1,62 @@
+"""Scoring through ONNX Runtime never imports torch once the model is exported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = """
+import json, sys
+import numpy as np
+from radiolens.inference import Predictor
+p = Predictor(sys.argv[1], backend="onnx").load()
+img = np.linspace(0, 1, 80 * 60, dtype=np.float32).reshape(80, 60)
+probs = p.predict([img])[0].probabilities
+print(json.dumps({"torch": "torch" in sys.modules, "probs": probs}))
+"""
+
+
+def _run(model: Path, cache: Path) -> dict:
+    env = {**os.environ, "RADIOLENS_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(model)], env=env, check=True,
+                         capture_output=True, text=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_onnx_backend_exports_once_then_runs_without_torch(tiny_model: Path,
+                                                           tmp_path: Path) -> None:
+    from radiolens.inference import Predictor
+    from radiolens.inference.predictor import onnx_cache_path
+
+    first = _run(tiny_model, tmp_path)           # no model.onnx: exported (needs torch)
+    assert first["torch"] is True
+    os.environ["RADIOLENS_CACHE"] = str(tmp_path)
+    try:
+        assert onnx_cache_path(tiny_model).is_file()
+    finally:
+        del os.environ["RADIOLENS_CACHE"]
+    second = _run(tiny_model, tmp_path)          # cached export: torch never imported
+    assert second["torch"] is False
+    img = np.linspace(0, 1, 80 * 60, dtype=np.float32).reshape(80, 60)
+    eager = Predictor(tiny_model).load().predict([img])[0].probabilities
+    for name, value in eager.items():
+        assert abs(second["probs"][name] - value) < 1e-4
+
+
+def test_cache_key_follows_the_model(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from radiolens.inference.predictor import onnx_cache_path
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    assert onnx_cache_path(copy) == onnx_cache_path(tiny_model)
+    info = json.loads((copy / "model.json").read_text())
+    info["thresholds"] = {"pneumonia": 0.3}
+    (copy / "model.json").write_text(json.dumps(info))
+    assert onnx_cache_path(copy) != onnx_cache_path(tiny_model)
