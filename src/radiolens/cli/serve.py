@@ -24,6 +24,9 @@ def add_parser(sub: Any) -> None:
                    "0.0.0.0 for every interface)")
     p.add_argument("--model", metavar="CKPT", help="run directory or builtin:NAME (default "
                    "builtin:pneumonia-kermany)")
+    p.add_argument("--lung-model", metavar="RUN_DIR|none", help="lung segmentation model "
+                   "for lung masks, the image check and heat-in-lungs (default builtin:lungs; "
+                   "skipped with a warning when not installed; none turns it off)")
     p.add_argument("--policy", metavar="YAML", help="thresholds/urgency overrides")
     p.add_argument("--forward-to", metavar="AE@HOST:PORT", help="send the SR back to a PACS")
     p.add_argument("--send-heatmaps", action="store_true", default=None,
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings({
         "data_dir": args.data_dir, "db": args.db, "ae_title": args.ae_title,
         "dicom_port": args.dicom_port, "http_port": args.http_port, "host": args.host,
-        "model": args.model, "policy": args.policy, "forward_to": args.forward_to,
+        "model": args.model, "lung_model": args.lung_model, "policy": args.policy,
+        "forward_to": args.forward_to,
         "hl7_to": args.hl7_to, "send_heatmaps": args.send_heatmaps,
         "memory_limit_mb": args.memory_limit_mb, "tls_cert": args.tls_cert,
         "tls_key": args.tls_key, "require_called_aet": args.require_called_aet,

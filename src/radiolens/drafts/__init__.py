@@ -7,8 +7,9 @@ Example:
     >>> from radiolens.drafts import draft_report            # doctest: +SKIP
     >>> print(draft_report(result).full_text)                 # doctest: +SKIP
 
-The DICOM (``make_sr``, ``make_heatmap_sc``), FHIR and HL7 builders import highdicom,
-fhir.resources and hl7apy; they are loaded on first use, so the text drafts need none.
+The DICOM (``make_sr``, ``make_heatmap_sc``, ``make_lung_seg``), FHIR and HL7 builders
+import highdicom, fhir.resources and hl7apy; they are loaded on first use, so the text
+drafts need none.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from radiolens.drafts.text import DRAFT_HEADER, NO_ACUTE_FINDING, DraftReport, d
 if TYPE_CHECKING:
     from radiolens.drafts.fhir import make_fhir_bundle, validate_fhir_bundle
     from radiolens.drafts.hl7 import make_oru, mllp_frame, mllp_unframe, parse_oru, send_mllp
+    from radiolens.drafts.seg import make_lung_seg
     from radiolens.drafts.sr import make_heatmap_sc, make_sr
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "draft_report",
     "make_fhir_bundle",
     "make_heatmap_sc",
+    "make_lung_seg",
     "make_oru",
     "make_sr",
     "mllp_frame",
@@ -43,10 +46,10 @@ __all__ = [
 ]
 
 #: Extra that installs each lazily imported module's dependencies.
-_EXTRAS = {"sr": "dicom", "fhir": "serve", "hl7": "serve"}
+_EXTRAS = {"sr": "dicom", "seg": "dicom", "fhir": "serve", "hl7": "serve"}
 
 _LAZY = {
-    "make_sr": "sr", "make_heatmap_sc": "sr",
+    "make_sr": "sr", "make_heatmap_sc": "sr", "make_lung_seg": "seg",
     "make_fhir_bundle": "fhir", "validate_fhir_bundle": "fhir",
     "make_oru": "hl7", "parse_oru": "hl7", "mllp_frame": "hl7", "mllp_unframe": "hl7",
     "send_mllp": "hl7",

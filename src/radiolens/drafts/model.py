@@ -108,6 +108,9 @@ class StudyResult:
         findings: one score per finding; names must be unique.
         priority: triage priority assigned by the worker (higher is sooner).
         scored_at: when the model scored the study.
+        cautions: sentences every output must carry with the findings, such as "AI
+            attention outside the lungs: check" or "Check image: ..." (the worker's
+            lung checks); empty when there is nothing to warn about.
     """
 
     study_instance_uid: str
@@ -123,6 +126,7 @@ class StudyResult:
     findings: tuple[FindingScore, ...]
     priority: int = 0
     scored_at: datetime
+    cautions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("patient_birth_date", "study_date"):
@@ -157,6 +161,10 @@ class StudyResult:
         if self.scored_at.tzinfo is None or self.scored_at.utcoffset() is None:
             raise DraftError(
                 "scored_at must be timezone-aware, e.g. datetime.now(timezone.utc)")
+        if isinstance(self.cautions, str):
+            raise DraftError("cautions must be a sequence of sentences, not one string")
+        object.__setattr__(self, "cautions",
+                           tuple(c.strip() for c in self.cautions if c and c.strip()))
 
     @property
     def flagged(self) -> tuple[FindingScore, ...]:
@@ -207,7 +215,8 @@ class SignedRead:
 def result_from_header(header: Any, *, study_uid: str, model_name: str, model_version: str,
                        findings: dict[str, float], thresholds: dict[str, float],
                        flags: list[str], priority: int, scored_at: datetime,
-                       urgency: dict[str, int] | None = None) -> StudyResult:
+                       urgency: dict[str, int] | None = None,
+                       cautions: tuple[str, ...] = ()) -> StudyResult:
     """A :class:`StudyResult` from a scored image's DICOM header and the model's scores.
 
     The worker calls it when it scores a study; the API calls it again, from the stored
@@ -226,4 +235,4 @@ def result_from_header(header: Any, *, study_uid: str, model_name: str, model_ve
         model_name=model_name, model_version=model_version,
         findings=tuple(FindingScore(n, float(findings[n]), float(thresholds.get(n, 0.5)),
                                     n in flags, urgency.get(n, 1)) for n in findings),
-        priority=priority, scored_at=scored_at)
+        priority=priority, scored_at=scored_at, cautions=tuple(cautions))

@@ -2,9 +2,12 @@
 
 The draft is a starting point for the radiologist, who accepts or corrects it. It lists
 flagged findings with a likelihood word chosen by how far the probability lies beyond the
-operating threshold, then pertinent negatives for the findings scored but not flagged.
-The output depends only on the :class:`~radiolens.drafts.model.StudyResult` (no clock, no
-randomness), so the same result always gives the same text.
+operating threshold, then the result's cautions (for example "AI attention outside the
+lungs: check" when a flagged finding's heatmap lies mostly outside the lungs, or "Check
+image: ..." when the lung mask is implausible), then pertinent negatives for the findings
+scored but not flagged. The output depends only on the
+:class:`~radiolens.drafts.model.StudyResult` (no clock, no randomness), so the same result
+always gives the same text.
 
 Example:
     >>> from datetime import datetime, timezone
@@ -126,6 +129,11 @@ def _scores(f: FindingScore) -> str:
     return f"AI probability {percent(f.probability)}; operating threshold {percent(f.threshold)}"
 
 
+def _sentence(text: str) -> str:
+    """``text`` ending with a full stop (a caution may be given with or without one)."""
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
@@ -173,6 +181,7 @@ def draft_report(result: StudyResult) -> DraftReport:
         logger.debug("not phrased in the draft text (not findings): %s", skipped)
 
     lines = [f"{likelihood_phrase(f)} ({_scores(f)})." for f in positives]
+    lines += [_sentence(c) for c in result.cautions]
     negatives.sort(key=lambda f: (human_name(f.name), f.name))
     lines += [f"No radiographic evidence of {human_name(f.name)}." for f in negatives]
     if not positives:

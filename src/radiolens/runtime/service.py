@@ -67,7 +67,8 @@ class TriageService:
         s = self.settings
         return {"data_dir": str(s.data_dir), "db": s.db, "model": s.model,
                 "policy_file": s.policy, "forward_to": s.forward_to, "hl7_to": s.hl7_to,
-                "send_heatmaps": s.send_heatmaps, "heatmaps": s.heatmaps}
+                "send_heatmaps": s.send_heatmaps, "heatmaps": s.heatmaps,
+                "lung_model": s.lung_model}
 
     def _start_worker(self) -> None:
         from radiolens.worker import Worker, run_worker_process
@@ -133,6 +134,7 @@ class TriageService:
         from radiolens.models import read_model_info, resolve_run_dir
         from radiolens.receiver import DicomReceiver
         from radiolens.serve import create_app
+        from radiolens.worker.lungs import check_lung_model
         from radiolens.worklist import default_db_path
 
         s = self.settings
@@ -142,6 +144,7 @@ class TriageService:
         check_port_free(s.host, s.http_port, "HTTP", "--http-port")
         s.data_dir.mkdir(parents=True, exist_ok=True)
         info = read_model_info(resolve_run_dir(s.model))  # fail early on a bad --model
+        check_lung_model(s.lung_model)  # ... and on a bad --lung-model
         self.card_figures = card_figures(info.validation)
         if s.policy:
             from radiolens.worker import load_policy

@@ -28,6 +28,8 @@ class ServiceSettings(BaseModel):
     http_port: int = Field(8000, ge=1, le=65535)
     host: str = "127.0.0.1"
     model: str = "builtin:pneumonia-kermany"
+    lung_model: str = Field("builtin:lungs", description="lung segmentation run directory "
+                            "or builtin:NAME; none turns the lung masks and checks off")
     policy: str | None = Field(None, description="YAML overriding thresholds and urgency")
     forward_to: str | None = Field(None, description="AE@host:port for the SR")
     hl7_to: str | None = Field(None, description="host:port of an HL7 MLLP listener")

@@ -16,6 +16,7 @@ __all__ = [
     "HealthOut",
     "InfoOut",
     "InstanceOut",
+    "LungQualityOut",
     "PriorityIn",
     "ResultOut",
     "ReviewIn",
@@ -97,6 +98,17 @@ class StudyLinks(BaseModel):
     fhir: str | None = None
     sr: str | None = None
     heatmap: str | None = None
+    lungs: str | None = Field(default=None, description="the lung mask PNG (when segmented)")
+    seg: str | None = Field(default=None, description="the lung DICOM Segmentation")
+
+
+class LungQualityOut(BaseModel):
+    """Whether the lung mask of the scored image is plausible for a frontal chest
+    radiograph; ``reasons`` say why not."""
+
+    ok: bool
+    reasons: list[str]
+    lung_fraction: float = Field(description="share of the image the lungs cover, 0..1")
 
 
 class StudyOut(BaseModel):
@@ -122,6 +134,18 @@ class StudyOut(BaseModel):
     patient_age: str | None = Field(default=None, description="on the study date, e.g. 045Y")
     reviewed_by: str | None = None
     reviewed_at: dt.datetime | None = None
+    image_check: str | None = Field(default=None, description=(
+        "why the lung mask looks implausible (\"check image: <reasons>\" in the UI); the "
+        "study is scored all the same"))
+    lung_quality: LungQualityOut | None = Field(
+        default=None, description="the lung mask check (null: no lung segmentation)")
+    lung_instance: str | None = Field(
+        default=None, description="SOP Instance UID of the image the lung mask is of")
+    heat_in_lungs: dict[str, float] = Field(default_factory=dict, description=(
+        "flagged finding -> share of its heatmap inside the lungs, 0..1"))
+    attention_warning: str | None = Field(default=None, description=(
+        "\"AI attention outside the lungs: check (...)\" when a flagged finding's heatmap "
+        "lies mostly outside the lungs"))
     links: StudyLinks
 
 

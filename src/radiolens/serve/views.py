@@ -17,6 +17,7 @@ from radiolens.serve.context import ServeContext
 from radiolens.serve.schemas import (
     DeliveryOut,
     InstanceOut,
+    LungQualityOut,
     ResultOut,
     ReviewOut,
     StudyDetailOut,
@@ -36,8 +37,31 @@ def _links(study: Study) -> StudyLinks:
     base = f"/api/studies/{study.study_instance_uid}"
     if study.scored_at is None:
         return StudyLinks(self=base)
+    segmented = bool(study.lungs)
     return StudyLinks(self=base, draft=f"{base}/draft", fhir=f"{base}/fhir", sr=f"{base}/sr",
-                      heatmap=f"{base}/heatmap.png")
+                      heatmap=f"{base}/heatmap.png",
+                      lungs=f"{base}/lungs.png" if segmented else None,
+                      seg=f"{base}/seg.dcm" if segmented else None)
+
+
+def _lung_fields(study: Study) -> dict[str, Any]:
+    """The lung check of a study's latest result, as :class:`StudyOut` fields."""
+    lungs = study.lungs if isinstance(study.lungs, dict) else {}
+    quality = lungs.get("quality")
+    heat = lungs.get("heat_in_lungs")
+    return {
+        "image_check": study.image_check,
+        "lung_quality": LungQualityOut(
+            ok=bool(quality.get("ok")), reasons=[str(r) for r in quality.get("reasons") or []],
+            lung_fraction=float(quality.get("lung_fraction") or 0.0))
+        if isinstance(quality, dict) else None,
+        "lung_instance": str(lungs["sop_instance_uid"]) if lungs.get("sop_instance_uid")
+        else None,
+        "heat_in_lungs": {str(k): float(v) for k, v in heat.items()
+                          if isinstance(v, int | float)} if isinstance(heat, dict) else {},
+        "attention_warning": str(lungs["attention_warning"]) if lungs.get("attention_warning")
+        else None,
+    }
 
 
 def _age(birth: dt.date | None, on: dt.date | None) -> str | None:
@@ -67,7 +91,7 @@ def study_out(study: Study) -> StudyOut:
         accession_number=study.accession_number, modality=study.modality,
         description=study.description, error=study.error, model_name=study.model_name,
         model_version=study.model_version, reviewed_by=study.reviewed_by,
-        reviewed_at=study.reviewed_at, links=_links(study))
+        reviewed_at=study.reviewed_at, links=_links(study), **_lung_fields(study))
 
 
 def heatmap_index(data_dir: Path, uid: str) -> dict[str, dict[str, str]]:

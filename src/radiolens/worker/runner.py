@@ -21,6 +21,7 @@ from typing import Any
 
 from radiolens.errors import ConfigError, DicomSendError, ImageReadError, RadiolensError
 from radiolens.worker.faults import Backoff, ResourceFault, resource_fault
+from radiolens.worker.lungs import DEFAULT_LUNG_MODEL
 
 __all__ = ["DEFAULT_MEMORY_LIMIT_MB", "Worker", "limit_memory", "parse_host_port",
            "run_worker_process"]
@@ -53,9 +54,13 @@ class Worker:
         db: database URL or path (default ``data_dir/worklist.db``).
         model: run directory or ``builtin:NAME``.
         policy_file: YAML overriding thresholds / urgency (see :mod:`radiolens.worker.policy`).
-        forward_to: ``AE@host:port`` to send the SR (and heatmaps) back to.
+        forward_to: ``AE@host:port`` to send the SR, the lung Segmentation (and the
+            heatmaps) back to.
         hl7_to: ``host:port`` of an HL7 MLLP listener for the ORU^R01 message.
         send_heatmaps: also forward the heatmap Secondary Capture images.
+        lung_model: lung segmentation run directory, ``builtin:lungs`` (the default; when
+            not installed the worker warns once and scores without lung masks) or
+            ``none``. Its DICOM Segmentation is forwarded with the SR.
         lease_seconds: how long a claimed job stays ours without renewal.
         poll_interval: seconds between polls of an empty queue.
     """
@@ -64,7 +69,8 @@ class Worker:
                  model: str = "builtin:pneumonia-kermany", policy_file: str | None = None,
                  forward_to: str | None = None, hl7_to: str | None = None,
                  send_heatmaps: bool = False, lease_seconds: int = 30,
-                 poll_interval: float = 0.1, heatmaps: bool = True) -> None:
+                 poll_interval: float = 0.1, heatmaps: bool = True,
+                 lung_model: str | None = DEFAULT_LUNG_MODEL) -> None:
         self.data_dir = Path(data_dir)
         self.db = db
         self.model = model
@@ -75,15 +81,17 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.heatmaps = heatmaps
+        self.lung_model = lung_model
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.backoff = Backoff(base=1.0, cap=60.0)
         self._held: list[tuple[int, str]] = []  # jobs to hand back once the DB is writable
         self._release_fault = ""  # why the last hand-back failed
 
     def load(self) -> Worker:
-        """Open the worklist and load the model."""
+        """Open the worklist and load the model and the lung segmentation."""
         from radiolens.dicomnet import parse_ae_address
         from radiolens.inference import Predictor
+        from radiolens.worker.lungs import load_lung_model
         from radiolens.worker.policy import load_policy
         from radiolens.worklist import default_db_path, open_worklist
 
@@ -95,6 +103,7 @@ class Worker:
         self.predictor_ = Predictor(self.model).load()
         self.policy_ = load_policy(self.predictor_.thresholds, self.predictor_.info_.urgency,
                                    self.policy_file)
+        self.lungs_ = load_lung_model(self.lung_model, self.predictor_)
         logger.info("worker %s ready: model %s (%s)", self.owner, self.model,
                     ", ".join(self.predictor_.labels))
         return self
@@ -169,7 +178,7 @@ class Worker:
         try:
             paths = [inst.path for inst in list_instances(self.engine_, uid)]
             scored = score_study(self.data_dir, uid, paths, self.predictor_, self.policy_,
-                                 str(self.model), heatmaps=self.heatmaps)
+                                 str(self.model), heatmaps=self.heatmaps, lungs=self.lungs_)
         except NeedsCheck as exc:
             logger.warning("study %s needs a check of its images: %s", uid, exc.reason)
             mark_needs_check(self.engine_, job_id, self.owner, exc.reason)
@@ -187,12 +196,15 @@ class Worker:
                      model_version=self.predictor_.info_.radiolens_version,
                      findings=scored.findings, flags=scored.flags, priority=scored.priority,
                      thresholds=scored.thresholds, heatmap_paths=scored.heatmap_paths,
-                     draft_text=scored.draft_text, sr_path=scored.sr_path)
+                     draft_text=scored.draft_text, sr_path=scored.sr_path,
+                     image_check=scored.image_check, lungs=scored.lungs)
         record_output_errors(self.engine_, uid, scored.output_errors)
         logger.info("scored study %s in %.2f s: priority %d, flags %s", uid,
                     time.perf_counter() - t0, scored.priority, scored.flags or "none")
-        self._queue_deliveries(uid, scored, set(scored.output_errors) | {"sr", "hl7",
-                                                                         "heatmap"})
+        if scored.image_check:
+            logger.warning("study %s: check image: %s", uid, scored.image_check)
+        self._queue_deliveries(uid, scored, set(scored.output_errors) | {
+            "sr", "hl7", "heatmap", "lung_seg"})
 
     def _queue_deliveries(self, uid: str, scored: Any, wanted: set[str]) -> None:
         from radiolens.worklist import queue_delivery
@@ -200,6 +212,9 @@ class Worker:
         if self.forward_to and scored.sr_path and "sr" in wanted:
             queue_delivery(self.engine_, uid, "dicom-sr", self.forward_to,
                            payload_path=scored.sr_path)
+        if self.forward_to and scored.lung_seg_path and "lung_seg" in wanted:
+            queue_delivery(self.engine_, uid, "dicom-seg", self.forward_to,
+                           payload_path=scored.lung_seg_path)
         if self.forward_to and self.send_heatmaps and "heatmap" in wanted:
             for path in scored.heatmap_sc_paths.values():
                 queue_delivery(self.engine_, uid, "dicom-sc", self.forward_to,
@@ -223,7 +238,8 @@ class Worker:
             paths = [inst.path for inst in list_instances(self.engine_, uid)]
             try:
                 scored = score_study(self.data_dir, uid, paths, self.predictor_,
-                                     self.policy_, str(self.model), heatmaps=self.heatmaps)
+                                     self.policy_, str(self.model), heatmaps=self.heatmaps,
+                                     lungs=self.lungs_)
             except Exception as exc:
                 if resource_fault(exc):
                     raise
@@ -231,7 +247,7 @@ class Worker:
                     name: f"{type(exc).__name__}: {exc}" for name in missing})
                 continue
             update_result_outputs(self.engine_, uid, sr_path=scored.sr_path,
-                                  heatmap_paths=scored.heatmap_paths)
+                                  heatmap_paths=scored.heatmap_paths, lungs=scored.lungs)
             record_output_errors(self.engine_, uid, scored.output_errors)
             now_built = missing - set(scored.output_errors)
             built += len(now_built)
@@ -324,7 +340,7 @@ def run_worker_process(options: dict[str, Any], verbose: int = 0, quiet: bool = 
     """
     import signal
 
-    from radiolens.cli.main import setup_logging
+    from radiolens.logsafe import setup_logging
 
     setup_logging(verbose, quiet)
     limit_memory(memory_limit_mb)

@@ -1,8 +1,13 @@
-"""Score one study: predictions, Grad-CAM heatmaps, priority, and the draft outputs.
+"""Score one study: lung masks, predictions, Grad-CAM heatmaps, priority, the drafts.
 
 The scores and the draft text are the triage result. A structured output (SR, FHIR,
-HL7, heatmap) that cannot be built never fails triage: it is listed in
-``ScoredStudy.output_errors`` and the worker retries it later. Images that fail the input
+HL7, heatmap, lung mask, lung Segmentation) that cannot be built never fails triage: it
+is listed in ``ScoredStudy.output_errors`` and the worker retries it later. With a lung
+model (:mod:`radiolens.worker.lungs`) every image is segmented once; the mask feeds a
+classifier that crops to the lungs, and the mask of the image shown with the heatmap is
+written as ``lung_mask.png`` and ``lung_seg.dcm``. An implausible mask does not stop
+scoring: the study carries ``image_check``, and a flagged finding whose heatmap lies
+mostly outside the lungs says so in the draft. Images that fail the input
 gate (:func:`radiolens.imaging.gate.assess_image`) are not scored: when no image passes,
 :class:`NeedsCheck` is raised and the study becomes ``needs-check``. Messages name files
 relative to the data folder, never by absolute path.
@@ -21,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from radiolens.errors import ImageReadError, RadiolensError
+from radiolens.worker.lungs import LungModel
 from radiolens.worker.policy import TriagePolicy
 
 __all__ = ["NeedsCheck", "ScoredStudy", "relative_message", "score_study"]
@@ -43,6 +49,15 @@ class ScoredStudy:
     hl7_path: str | None
     heatmap_sc_paths: dict[str, str]
     output_errors: dict[str, str] = field(default_factory=dict)
+    #: ``results/<uid>/lung_mask.png`` and ``lung_seg.dcm`` (None: no lung model, or failed)
+    lung_mask_path: str | None = None
+    lung_seg_path: str | None = None
+    #: why the shown image's lung mask is implausible (None: plausible, or no lung model)
+    image_check: str | None = None
+    #: flagged finding -> share of its heatmap inside the lungs
+    heat_in_lungs: dict[str, float] = field(default_factory=dict)
+    #: what the worklist stores about the lungs (see ``radiolens.worklist.Study.lungs``)
+    lungs: dict[str, Any] | None = None
 
 
 class NeedsCheck(Exception):
@@ -101,11 +116,14 @@ def _write_png(path: Path, rgb: Any) -> None:
 
 
 def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predictor: Any,
-                policy: TriagePolicy, model_name: str, *, heatmaps: bool = True) -> ScoredStudy:
+                policy: TriagePolicy, model_name: str, *, heatmaps: bool = True,
+                lungs: LungModel | None = None) -> ScoredStudy:
     """Score every image of a study and write the results under ``results/<uid>/``.
 
     The study's probability for a finding is the highest over its images; the heatmap of
-    a flagged finding is made on the image that scored highest for it.
+    a flagged finding is made on the image that scored highest for it. ``lungs``: the
+    lung segmentation (None: none); the lung outputs are of the shown image (see
+    :func:`shown_image`).
 
     Raises:
         ImageReadError: no image of the study can be read (retrying will not help).
@@ -146,27 +164,43 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
     if errors or refused:
         logger.warning("study %s: %d images unreadable, %d refused by the input gate",
                        study_uid, len(errors), len(refused))
-    preds = predictor.predict(images)
+    segs, lung_error = _segment(lungs, images, study_uid, data_dir)
+    model_masks = ([s.mask for s in segs] if segs is not None and lungs is not None
+                   and lungs.feeds_classifier else None)
+    preds = (predictor.predict(images, masks=model_masks) if model_masks is not None
+             else predictor.predict(images))
     labels: list[str] = predictor.labels
     matrix = np.array([[p.probabilities[n] for n in labels] for p in preds])
     best_image = matrix.argmax(axis=0)
     findings = {n: float(matrix[:, j].max()) for j, n in enumerate(labels)}
     flags = [n for n in labels if policy.is_flagged(n, findings[n])]
     priority = policy.priority(findings)
+    shown = shown_image(matrix, labels, flags)
 
     out_dir = data_dir / "results" / study_uid
     out_dir.mkdir(parents=True, exist_ok=True)
     rel_dir = Path("results") / study_uid
+    out = _Outputs(data_dir, study_uid, out_dir, rel_dir)
+    if lung_error is not None:
+        out.errors.update({"lung_mask": lung_error, "lung_seg": lung_error})
+    if heatmaps:
+        lung_masks = [s.mask for s in segs] if segs is not None else None
+        out.attempt("heatmap", lambda: _heatmaps(out, predictor, images, datasets, labels,
+                                                 best_image, flags, lung_masks, model_masks))
+    from radiolens.worker.lungs import image_check, lung_cautions
+
+    check = image_check(segs[shown].quality) if segs is not None else None
     result = _study_result(datasets[0], study_uid, model_name, labels, findings, flags,
-                           priority, policy)
+                           priority, policy, lung_cautions(flags, out.heat_in_lungs, check))
     from radiolens.drafts import draft_report
 
     draft = draft_report(result)
     _write(out_dir / "draft.txt", draft.full_text.encode("utf-8"))
-    out = _Outputs(data_dir, study_uid, out_dir, rel_dir)
-    if heatmaps:
-        out.attempt("heatmap", lambda: _heatmaps(out, predictor, images, datasets, labels,
-                                                 best_image, flags))
+    summary = None
+    if segs is not None and lungs is not None:
+        summary = _lung_outputs(out, lungs, segs[shown], datasets[shown], flags)
+    else:
+        _forget_lung_files(out_dir)
     out.attempt("sr", lambda: _sr(out, result, datasets, draft))
     out.attempt("fhir", lambda: _fhir(out, result, draft))
     out.attempt("hl7", lambda: _hl7(out, result, draft))
@@ -175,12 +209,46 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
                        priority=priority, heatmap_paths=out.heatmap_paths,
                        draft_text=draft.full_text, sr_path=out.paths.get("sr"),
                        fhir_path=out.paths.get("fhir"), hl7_path=out.paths.get("hl7"),
-                       heatmap_sc_paths=out.heatmap_sc_paths, output_errors=out.errors)
+                       heatmap_sc_paths=out.heatmap_sc_paths, output_errors=out.errors,
+                       lung_mask_path=out.paths.get("lung_mask"),
+                       lung_seg_path=out.paths.get("lung_seg"), image_check=check,
+                       heat_in_lungs=dict(out.heat_in_lungs), lungs=summary)
+
+
+def shown_image(matrix: Any, labels: list[str], flags: list[str]) -> int:
+    """The image the viewer opens the study on: the one with the highest probability of
+    a flagged finding (of any finding when none is flagged).
+
+    Example:
+        >>> shown_image(np.array([[0.9, 0.2], [0.1, 0.6]]), ["a", "b"], ["b"])
+        1
+    """
+    cols = [labels.index(n) for n in flags] or list(range(len(labels)))
+    return int(np.asarray(matrix)[:, cols].max(axis=1).argmax())
+
+
+def _segment(lungs: LungModel | None, images: list[Any], uid: str,
+             data_dir: Path) -> tuple[list[Any] | None, str | None]:
+    """Each image's lung segmentation, or None and why (a failure is an output error:
+    the lung outputs are retried, the study is scored without them)."""
+    if lungs is None:
+        return None, None
+    from radiolens.worker.faults import resource_fault
+
+    try:
+        return list(lungs.segmenter.segment_many([im.pixels for im in images])), None
+    except Exception as exc:
+        if resource_fault(exc):
+            raise
+        reason = relative_message(f"{type(exc).__name__}: {exc}", data_dir)
+        logger.error("study %s: no lung segmentation: %s", uid, reason,
+                     exc_info=not isinstance(exc, RadiolensError))
+        return None, reason
 
 
 def _study_result(src: Any, study_uid: str, model_name: str, labels: list[str],
                   findings: dict[str, float], flags: list[str], priority: int,
-                  policy: TriagePolicy) -> Any:
+                  policy: TriagePolicy, cautions: tuple[str, ...] = ()) -> Any:
     from radiolens import __version__
     from radiolens.drafts.model import result_from_header
 
@@ -189,7 +257,7 @@ def _study_result(src: Any, study_uid: str, model_name: str, labels: list[str],
         findings={n: findings[n] for n in labels},
         thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels}, flags=flags,
         priority=priority, scored_at=dt.datetime.now(dt.UTC),
-        urgency={n: policy.urgency.get(n, 1) for n in labels})
+        urgency={n: policy.urgency.get(n, 1) for n in labels}, cautions=cautions)
 
 
 class _Outputs:
@@ -200,6 +268,7 @@ class _Outputs:
         self.paths: dict[str, str] = {}
         self.heatmap_paths: dict[str, str] = {}
         self.heatmap_sc_paths: dict[str, str] = {}
+        self.heat_in_lungs: dict[str, float] = {}
         self.errors: dict[str, str] = {}
 
     def attempt(self, name: str, build: Any) -> None:
@@ -218,14 +287,19 @@ class _Outputs:
 
 
 def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[Any],
-              labels: list[str], best_image: Any, flags: list[str]) -> None:
+              labels: list[str], best_image: Any, flags: list[str],
+              lung_masks: list[Any] | None = None,
+              model_masks: list[Any] | None = None) -> None:
+    """Grad-CAM of each flagged finding on its best image, and the share of it inside
+    that image's lungs (``lung_masks``; ``model_masks`` go to a classifier that crops)."""
     from radiolens.drafts import make_heatmap_sc
-    from radiolens.explain import overlay_heatmap
+    from radiolens.explain import heat_in_lungs, overlay_heatmap
 
-    index: dict[str, dict[str, str]] = {}
+    index: dict[str, dict[str, Any]] = {}
     for name in flags:  # a heatmap for each flagged finding (Grad-CAM costs a backward pass)
         idx = int(best_image[labels.index(name)])
-        heat = predictor.explain(images[idx], name)
+        heat = (predictor.explain(images[idx], name, mask=model_masks[idx])
+                if model_masks is not None else predictor.explain(images[idx], name))
         rgb = overlay_heatmap(images[idx].pixels, heat)
         png = out.out_dir / f"heatmap_{_slug(name)}.png"
         _write_png(png, rgb)
@@ -236,6 +310,10 @@ def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[A
         _write_png(map_png, heat_u8.astype(np.uint8))
         index[name] = {"map": str(out.rel_dir / map_png.name),
                        "sop_instance_uid": str(datasets[idx].get("SOPInstanceUID", ""))}
+        fraction = heat_in_lungs(heat, lung_masks[idx]) if lung_masks is not None else None
+        if fraction is not None:
+            out.heat_in_lungs[name] = fraction
+            index[name]["heat_in_lungs"] = round(fraction, 4)
         _write(out.out_dir / "heatmaps.json", json.dumps(index, indent=1).encode("utf-8"))
         try:
             sc = make_heatmap_sc(datasets[idx], rgb)
@@ -244,6 +322,43 @@ def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[A
             out.heatmap_sc_paths[name] = str(out.rel_dir / sc_path.name)
         except RadiolensError as exc:
             logger.warning("study %s: no heatmap Secondary Capture: %s", out.uid, exc)
+
+
+def _lung_outputs(out: _Outputs, lungs: LungModel, seg: Any, source: Any,
+                  flags: list[str]) -> dict[str, Any]:
+    """Write the shown image's lung mask and Segmentation (each an output of its own);
+    return what the worklist keeps about the lungs."""
+    from radiolens.worker.lungs import attention_warning
+
+    out.attempt("lung_mask", lambda: _lung_mask(out, seg))
+    out.attempt("lung_seg", lambda: _lung_seg(out, source, seg, lungs))
+    return {"model": lungs.name, "sop_instance_uid": str(source.get("SOPInstanceUID", "")),
+            "quality": seg.quality.as_dict(),
+            "heat_in_lungs": {k: round(v, 4) for k, v in out.heat_in_lungs.items()},
+            "attention_warning": attention_warning(flags, out.heat_in_lungs)}
+
+
+def _lung_mask(out: _Outputs, seg: Any) -> None:
+    """``lung_mask.png``: 8-bit, 0 background and 255 lung, at the image's size."""
+    png = out.out_dir / "lung_mask.png"
+    _write_png(png, seg.as_png_array())
+    out.paths["lung_mask"] = str(out.rel_dir / png.name)
+
+
+def _lung_seg(out: _Outputs, source: Any, seg: Any, lungs: LungModel) -> None:
+    """``lung_seg.dcm``: the mask as a DICOM Segmentation referencing ``source``."""
+    from radiolens.drafts import make_lung_seg
+
+    path = out.out_dir / "lung_seg.dcm"
+    _write_dicom(path, make_lung_seg(source, seg.mask, model_name=lungs.name,
+                                     model_version=lungs.version))
+    out.paths["lung_seg"] = str(out.rel_dir / path.name)
+
+
+def _forget_lung_files(out_dir: Path) -> None:
+    """Remove lung outputs of an earlier scoring that this one did not make again."""
+    for name in ("lung_mask.png", "lung_seg.dcm"):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _sr(out: _Outputs, result: Any, datasets: list[Any], draft: Any) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -205,12 +206,16 @@ def complete_job(
     heatmap_paths: Mapping[str, str] | None = None,
     draft_text: str | None = None,
     sr_path: str | None = None,
+    image_check: str | None = None,
+    lungs: Mapping[str, Any] | None = None,
     now: dt.datetime | None = None,
 ) -> Result:
     """Store a model result for a claimed job and mark the study scored.
 
     The study's priority becomes the model's, unless a person set a higher one.
     If an instance arrived while the job ran, the job goes back to pending.
+    ``image_check`` (why the lung mask looks implausible) and ``lungs`` (the lung
+    segmentation's figures, see :class:`~radiolens.worklist.Study`) replace the study's.
 
     Raises:
         ValueError: ``priority`` is outside 0..100.
@@ -242,6 +247,8 @@ def complete_job(
         study.model_version = model_version
         study.scored_at = now
         study.error = None
+        study.image_check = image_check or None
+        study.lungs = dict(lungs) if lungs else None
         _apply_model_priority(study, priority)
         job.lease_owner = None
         job.lease_expires_at = None
@@ -342,6 +349,8 @@ def mark_needs_check(
         study.error = f"check image: {reason}"
         study.flags = []
         study.findings = {}
+        study.image_check = None
+        study.lungs = None
         if study.priority_set_by != "person":
             study.priority = NEEDS_CHECK_PRIORITY
             study.priority_set_by = "model"
@@ -402,8 +411,10 @@ def record_output_errors(bind: Bind, uid: str, errors: Mapping[str, str]) -> Stu
 
 
 def update_result_outputs(bind: Bind, uid: str, *, sr_path: str | None,
-                          heatmap_paths: Mapping[str, str]) -> Result:
-    """Fill in outputs built on a retry into the study's latest result.
+                          heatmap_paths: Mapping[str, str],
+                          lungs: Mapping[str, Any] | None = None) -> Result:
+    """Fill in outputs built on a retry into the study's latest result (and the
+    study's lung figures, when the retry made them).
 
     Raises:
         WorklistError: no such study, or it has no result.
@@ -418,6 +429,8 @@ def update_result_outputs(bind: Bind, uid: str, *, sr_path: str | None,
             result.sr_path = sr_path
         if heatmap_paths:
             result.heatmap_paths = {**(result.heatmap_paths or {}), **heatmap_paths}
+        if lungs:
+            study.lungs = dict(lungs)
         return result
 
 

@@ -55,7 +55,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of the database layout; bump it and add a step to ``_MIGRATIONS`` on change.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: ``needs-check``: an image failed the input gate; it is stored, not scored, and the
 #: reason is in ``Study.error`` (see :func:`radiolens.worklist.mark_needs_check`).
@@ -66,7 +66,7 @@ PRIORITY_SOURCES: tuple[str, ...] = ("model", "person")
 #: ``sign`` and ``amend`` are signed reads (:mod:`radiolens.worklist.reviews`); ``accept``
 #: and ``correct`` are kept for reviews recorded before version 3.
 REVIEW_ACTIONS: tuple[str, ...] = ("sign", "amend", "accept", "correct", "reprioritise")
-DELIVERY_KINDS: tuple[str, ...] = ("dicom-sr", "dicom-sc", "hl7")
+DELIVERY_KINDS: tuple[str, ...] = ("dicom-sr", "dicom-sc", "dicom-seg", "hl7")
 DELIVERY_STATUSES: tuple[str, ...] = ("pending", "sent", "failed")
 
 
@@ -160,6 +160,13 @@ class Study(Base):
     #: the user who signed the read in force, and when (status ``reviewed``)
     reviewed_by: Mapped[str | None] = mapped_column(String(128))
     reviewed_at: Mapped[dt.datetime | None]
+    #: why the lung mask of the scored image looks implausible ("; "-joined reasons),
+    #: shown as "check image: ..."; the study is scored all the same
+    image_check: Mapped[str | None] = mapped_column(Text)
+    #: the lung segmentation of the latest result: ``model``, ``sop_instance_uid`` (the
+    #: image the mask is of), ``quality`` (``MaskQuality.as_dict()``), ``heat_in_lungs``
+    #: (flagged finding -> share of its heatmap inside the lungs), ``attention_warning``
+    lungs: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     patient: Mapped[Patient | None] = relationship(lazy="joined")
 
@@ -297,8 +304,14 @@ def _add_review_columns(session: Session) -> None:
     _add_columns(session, "reviews", ("result_fk", "calls", "boxes", "version"))
 
 
+def _add_lung_columns(session: Session) -> None:
+    """Version 3 -> 4: the lung check of a scored study (``image_check``, ``lungs``)."""
+    _add_columns(session, "studies", ("image_check", "lungs"))
+
+
 # from-version -> function bringing the schema to from-version + 1
-_MIGRATIONS: dict[int, Any] = {1: _add_output_columns, 2: _add_review_columns}
+_MIGRATIONS: dict[int, Any] = {1: _add_output_columns, 2: _add_review_columns,
+                               3: _add_lung_columns}
 
 
 def create_or_migrate(engine: Engine) -> int:

@@ -1,4 +1,5 @@
-"""A study's outputs: the report (AI draft, or the signed final), SR, FHIR, heatmaps.
+"""A study's outputs: the report (AI draft, or the signed final), SR, FHIR, heatmaps,
+and the lung segmentation (mask PNG, its overlay on the radiograph, DICOM SEG).
 
 Once a read is signed, ``/draft``, ``/sr`` and ``/fhir`` give the signed version in force
 (final, verified); before that the preliminary AI draft.
@@ -115,3 +116,78 @@ def heatmap(
         raise HTTPException(404, f"no heatmap for finding {finding!r}; available: "
                                  f"{', '.join(paths)}")
     return FileResponse(file_under(ctx, paths[finding], "heatmap"), media_type="image/png")
+
+
+#: Why a scored study may have no lung outputs.
+_NO_LUNGS = ("the lung segmentation is off (radiolens serve --lung-model none), its model "
+             "is not installed, or this output could not be made (see the study's error)")
+
+
+def _lung_file(ctx: ServeContext, d: StudyDetail, name: str, what: str) -> Path:
+    """A lung output of the study's latest result; 404 saying why when there is none."""
+    latest_result_or_404(d)
+    uid = d.study.study_instance_uid
+    try:
+        return file_under(ctx, Path("results") / uid / name, what)
+    except HTTPException:
+        raise HTTPException(404, f"study {uid} has no {what}: {_NO_LUNGS}") from None
+
+
+def _overlay_png(ctx: ServeContext, d: StudyDetail, mask_path: Path) -> bytes:
+    """The lung mask drawn on the radiograph it was made from, as PNG."""
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    from radiolens.errors import ImageReadError
+    from radiolens.imaging import read_image
+    from radiolens.segment.overlay import overlay_mask
+
+    uid = d.study.study_instance_uid
+    sop = str((d.study.lungs or {}).get("sop_instance_uid") or "")
+    instance = next((i for i in d.instances if i.sop_instance_uid == sop), None)
+    if instance is None:
+        raise HTTPException(404, f"study {uid}: the image its lung mask was made on is no "
+                                 "longer stored; fetch the mask alone (kind=mask)")
+    try:
+        pixels = read_image(file_under(ctx, instance.path, "image")).pixels
+    except ImageReadError as exc:
+        raise HTTPException(404, f"study {uid}: its image cannot be read ({exc})") from None
+    with Image.open(mask_path) as img:
+        mask = np.asarray(img.convert("L")) > 127
+    if mask.shape != pixels.shape:
+        raise HTTPException(404, f"study {uid}: the lung mask ({mask.shape[0]}x{mask.shape[1]}) "
+                                 f"does not fit its image ({pixels.shape[0]}x{pixels.shape[1]}); "
+                                 "it is rebuilt when the study is scored again")
+    buffer = BytesIO()
+    Image.fromarray(overlay_mask(pixels, mask)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@router.get("/lungs.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def lungs(
+    ctx: Ctx,
+    uid: str,
+    kind: Annotated[Literal["mask", "overlay"], Query(
+        description="mask: 8-bit lung mask (0 / 255) at the image's size; overlay: the "
+                    "mask drawn on the radiograph (RGB)")] = "mask",
+) -> Response:
+    """The lung mask of the image the study is shown on."""
+    d = study_detail_or_404(ctx, uid)
+    path = _lung_file(ctx, d, "lung_mask.png", "lung mask")
+    if kind == "mask":
+        return FileResponse(path, media_type="image/png")
+    return Response(_overlay_png(ctx, d, path), media_type="image/png")
+
+
+@router.get("/seg.dcm", response_class=FileResponse,
+            responses={200: {"content": {"application/dicom": {}}}})
+def seg(ctx: Ctx, uid: str) -> FileResponse:
+    """The lung mask as a DICOM Segmentation (BINARY, one "Lung" segment), as sent to the
+    PACS with the SR."""
+    d = study_detail_or_404(ctx, uid)
+    path = _lung_file(ctx, d, "lung_seg.dcm", "lung Segmentation")
+    return FileResponse(path, media_type="application/dicom",
+                        filename=f"{d.study.study_instance_uid}_lung_seg.dcm")

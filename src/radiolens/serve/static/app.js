@@ -66,6 +66,8 @@ const state = {
   viewerNow: null, // the viewer, once created
   viewerGen: -1, // the viewer load that belongs to the shown study
   heatmaps: {}, // finding -> URL, of the shown result
+  lungsOn: false, // the Lungs layer is switched on
+  lungs: null, // the shown study's lung mask: {url, sop}, or null when it has none
   heatCache: new Map(), // URL -> ImageBitmap, for the shown study
   review: null, // the form: {findings: [name], calls: {name: call}, confirmed: Set, amend,
   //               boxes: [{finding, sop_instance_uid, x, y, w, h}]}
@@ -276,7 +278,23 @@ function flagBadges(s) {
     badge.title = `AI flag: ${flag}`;
     span.appendChild(badge);
   }
+  for (const [cls, text] of lungNotes(s)) {
+    const note = document.createElement("span");
+    note.className = "row-note " + cls;
+    note.textContent = text;
+    note.title = text;
+    span.appendChild(note);
+  }
   return span;
+}
+
+/** What a scored study says about its lungs: [[class, text]] ("check image: ...",
+ * "AI attention outside the lungs: check ..."). */
+function lungNotes(s) {
+  const notes = [];
+  if (s.status !== "needs-check" && s.image_check) notes.push(["check", `check image: ${s.image_check}`]);
+  if (s.attention_warning) notes.push(["attention", s.attention_warning]);
+  return notes;
 }
 
 function topProbabilities(findings, n = 3) {
@@ -352,7 +370,7 @@ function fillRow(tr, s) {
   setCell(patient, who, who);
   const isRead = s.status === "reviewed";
   setCell(waiting, isRead ? "read" : waited(s.received_at), `received ${when(s.received_at)}`);
-  const key = (s.flags || []).join("\u0001");
+  const key = [...(s.flags || []), ...lungNotes(s).map((n) => n[1])].join("\u0001");
   if (flags.dataset.key !== key) {
     flags.dataset.key = key;
     flags.replaceChildren(flagBadges(s));
@@ -581,6 +599,9 @@ function renderMeta(study) {
     ["Age, sex", demographics(study)],
     ["Accession", state.masked ? (study.accession_number ? "hidden" : "") : study.accession_number || ""],
     ["Status", (STATUS_TEXT[study.status] || study.status) + (study.error ? ` — ${errorText(study)}` : "")],
+    ["Image check", study.status !== "needs-check" && study.image_check ? `check image: ${study.image_check}` : ""],
+    ["AI attention", study.attention_warning || ""],
+    ["Heat in lungs", Object.entries(study.heat_in_lungs || {}).map(([f, v]) => `${f} ${percent(v)}`).join(", ")],
     ["Received", `${when(study.received_at)} (${waited(study.received_at)} ago)`],
     ["Priority", `${study.priority}` + (study.priority_set_by ? ` (set by ${study.priority_set_by})` : "")],
     ["Model", [study.model_name, study.model_version].filter(Boolean).join(" ")],
@@ -667,6 +688,8 @@ function showLoading(uid) {
   $("amend").hidden = true;
   $("reviews").replaceChildren();
   $("overlay-controls").hidden = true;
+  state.lungs = null;
+  $("tool-lungs").hidden = true;
   $("viewport-info").textContent = "";
   $("viewport-note").hidden = true;
   $("review-form").hidden = true;
@@ -791,6 +814,7 @@ function renderStudy(study, draft) {
     $("draft-disclaimer").textContent = "";
   }
   renderOverlayControls(latest);
+  renderLungControls(study);
   $("amend").hidden = !(final && latest);
   $("draft-text").hidden = false;
   $("report-heading").hidden = false;
@@ -1392,6 +1416,7 @@ async function showImages(study, seq) {
   if (seq !== state.seq) return;
   if (state.imageShown && viewer.generation === state.viewerGen) {
     await refreshHeatmap(seq); // same images, already on screen: keep window and zoom
+    await refreshLungs(seq);
     return;
   }
   if (!images.length) {
@@ -1411,6 +1436,7 @@ async function showImages(study, seq) {
   $("image-prev").disabled = $("image-next").disabled = count < 2;
   $("image-nav").hidden = count < 2;
   await refreshHeatmap(seq);
+  await refreshLungs(seq);
 }
 
 // -- the heatmap overlay -----------------------------------------------------------
@@ -1478,6 +1504,50 @@ function setOverlayVisible(on) {
   $("overlay-toggle").checked = on;
   sessionStorage.setItem("radiolens-overlay", on ? "on" : "off");
   if (state.viewer) state.viewer.then((viewer) => viewer.setHeatmapVisible(on));
+}
+
+// -- the lung mask layer -----------------------------------------------------------
+
+function renderLungControls(study) {
+  const url = study.links && study.links.lungs;
+  state.lungs = url ? { url, sop: study.lung_instance || null } : null;
+  const button = $("tool-lungs");
+  button.hidden = !url;
+  button.disabled = !url;
+  button.setAttribute("aria-pressed", String(state.lungsOn));
+  const q = study.lung_quality;
+  button.title = "Lungs (L): the AI lung segmentation, outlined on the image" +
+    (q ? ` (lungs cover ${percent(q.lung_fraction)} of the image${q.ok ? "" : "; check image"})` : "");
+}
+
+async function refreshLungs(seq) {
+  const viewer = await getViewer();
+  if (seq !== state.seq) return; // another study was selected meanwhile
+  viewer.setLungsVisible(state.lungsOn);
+  const lungs = state.lungs;
+  if (!lungs) { viewer.setLungs(null); return; }
+  let bitmap = state.heatCache.get(lungs.url);
+  if (!bitmap) {
+    try {
+      bitmap = await createImageBitmap(await (await api(lungs.url)).blob());
+    } catch (e) {
+      if (seq !== state.seq) return;
+      viewer.setLungs(null);
+      $("tool-lungs").disabled = true;
+      $("tool-lungs").title = `No lung mask to show: ${e.message}`;
+      return;
+    }
+    if (seq !== state.seq) return;
+    state.heatCache.set(lungs.url, bitmap);
+  }
+  viewer.setLungs(bitmap, lungs.sop);
+}
+
+function setLungsVisible(on) {
+  state.lungsOn = Boolean(on);
+  $("tool-lungs").setAttribute("aria-pressed", String(state.lungsOn));
+  sessionStorage.setItem("radiolens-lungs", state.lungsOn ? "on" : "off");
+  if (state.viewer) state.viewer.then((viewer) => viewer.setLungsVisible(state.lungsOn));
 }
 
 // -- keyboard ----------------------------------------------------------------------
@@ -1569,6 +1639,9 @@ function onKey(ev) {
     case "b":
       if ($("tool-box").disabled) return;
       return handled(() => setBoxTool(!state.boxTool));
+    case "l":
+      if ($("tool-lungs").hidden || $("tool-lungs").disabled) return;
+      return handled(() => setLungsVisible(!state.lungsOn));
     case "h":
       if ($("overlay-controls").hidden) return;
       return handled(() => setOverlayVisible(!$("overlay-toggle").checked));
@@ -1727,6 +1800,7 @@ function wire() {
   $("tool-actual").addEventListener("click", () => withViewer((v) => v.actualSize()));
   $("tool-invert").addEventListener("click", () => withViewer((v) => v.invert()));
   $("tool-reset").addEventListener("click", () => withViewer((v) => v.reset()));
+  $("tool-lungs").addEventListener("click", () => setLungsVisible(!state.lungsOn));
   $("image-prev").addEventListener("click", () => withViewer((v) => v.step(-1)));
   $("image-next").addEventListener("click", () => withViewer((v) => v.step(1)));
   $("overlay-toggle").addEventListener("change", () => setOverlayVisible($("overlay-toggle").checked));
@@ -1781,6 +1855,7 @@ async function start() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("overlay-toggle").checked = sessionStorage.getItem("radiolens-overlay") === "on";
+  state.lungsOn = sessionStorage.getItem("radiolens-lungs") === "on";
   const opacity = Number(sessionStorage.getItem("radiolens-overlay-opacity") || "50");
   $("overlay-opacity").value = String(opacity);
   $("overlay-opacity-value").textContent = `${opacity}%`;

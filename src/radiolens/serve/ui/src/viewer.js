@@ -2,6 +2,8 @@
 // (WADO-RS metadata + uncompressed frames, bearer token on every request), with the
 // model's heatmap drawn on a 2D canvas above it that follows pan and zoom, and the
 // reviewer's boxes around findings (image pixel coordinates) drawn on the same canvas.
+// The lung mask (the service's lungs.png) is drawn the same way on a canvas of its own,
+// between the image and the heatmap: a green tint with a solid outline.
 //
 // Built once into ../static/viewer/viewer.js (see build.mjs); the worklist page
 // (static/app.js, plain JavaScript) imports it with import() and calls createViewer().
@@ -89,6 +91,43 @@ function overlayLayer(bitmap) {
   return { canvas, kind: "map" };
 }
 
+/** Longest side of the lung layer: the mask is drawn scaled, so its outline stays visible. */
+const LUNG_LAYER_MAX = 512;
+const LUNG_RGB = [26, 230, 77]; // the colour of radiolens.segment.overlay.overlay_mask
+const LUNG_TINT = 0.25; // alpha inside the lungs; the outline is opaque
+
+/**
+ * Turn a lung mask image (greyscale, lung > 127) into a layer: tinted lungs with an
+ * opaque outline, at most LUNG_LAYER_MAX pixels on its longest side.
+ */
+export function lungLayer(bitmap) {
+  const scale = Math.min(1, LUNG_LAYER_MAX / Math.max(bitmap.width, bitmap.height));
+  const w = Math.max(1, Math.round(bitmap.width * scale));
+  const h = Math.max(1, Math.round(bitmap.height * scale));
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0, w, h);
+  const img = ctx.getImageData(0, 0, w, h);
+  const d = img.data;
+  const inside = new Uint8Array(w * h);
+  for (let i = 0; i < w * h; i += 1) inside[i] = d[4 * i] > 127 ? 1 : 0;
+  const lung = (x, y) => x >= 0 && y >= 0 && x < w && y < h && inside[y * w + x] === 1;
+  let area = 0;
+  for (let y = 0; y < h; y += 1) {
+    for (let x = 0; x < w; x += 1) {
+      const i = y * w + x;
+      const edge = inside[i] && !(lung(x - 1, y) && lung(x + 1, y) && lung(x, y - 1) && lung(x, y + 1));
+      area += inside[i];
+      d[4 * i] = LUNG_RGB[0]; d[4 * i + 1] = LUNG_RGB[1]; d[4 * i + 2] = LUNG_RGB[2];
+      d[4 * i + 3] = edge ? 255 : inside[i] ? Math.round(255 * LUNG_TINT) : 0;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+  return { canvas, area: area / (w * h) };
+}
+
 /** The jet colour map (as matplotlib's), v in 0..1 -> [r, g, b] 0..255. */
 export function jet(v) {
   const c = (x) => Math.round(255 * Math.max(0, Math.min(1, x)));
@@ -107,10 +146,14 @@ export async function createViewer(element, options) {
   await initOnce(options.authorization);
   const stage = document.createElement("div");
   stage.className = "viewer-stage";
+  const lungs = document.createElement("canvas");
+  lungs.className = "viewer-overlay viewer-lungs";
+  lungs.setAttribute("aria-hidden", "true");
+  lungs.hidden = true;
   const overlay = document.createElement("canvas");
   overlay.className = "viewer-overlay";
   overlay.setAttribute("aria-hidden", "true");
-  element.append(stage, overlay);
+  element.append(stage, lungs, overlay);
   element.addEventListener("contextmenu", (ev) => ev.preventDefault());
 
   const engine = new RenderingEngine(ENGINE_ID);
@@ -147,6 +190,9 @@ export async function createViewer(element, options) {
     heatImageIndex: 0,
     heatVisible: false,
     heatOpacity: 0.5,
+    lungs: null, // { canvas, area }: the lung mask layer
+    lungImageIndex: 0,
+    lungsVisible: false,
     sops: [], // the SOP Instance UID of each image shown, as imageIds
     boxes: [], // [{x, y, w, h, sop, label, draft}] in image pixels (see setBoxes)
   };
@@ -169,18 +215,40 @@ export async function createViewer(element, options) {
     return utilities.worldToImageCoords(viewport.getCurrentImageId(), viewport.canvasToWorld([x, y]));
   }
 
-  function drawHeat(ctx, dpr, image) {
-    if (!state.heat || !state.heatVisible
-        || viewport.getCurrentImageIdIndex() !== state.heatImageIndex) return;
+  /** Map the unit square onto the shown image (as it is panned and zoomed). */
+  function imageTransform(ctx, dpr, image) {
     const { columns, rows } = image;
     const p0 = imageToCanvas(0, 0);
     const px = imageToCanvas(columns, 0);
     const py = imageToCanvas(0, rows);
     ctx.setTransform(dpr * (px[0] - p0[0]), dpr * (px[1] - p0[1]),
       dpr * (py[0] - p0[0]), dpr * (py[1] - p0[1]), dpr * p0[0], dpr * p0[1]);
+  }
+
+  function drawHeat(ctx, dpr, image) {
+    if (!state.heat || !state.heatVisible
+        || viewport.getCurrentImageIdIndex() !== state.heatImageIndex) return;
+    imageTransform(ctx, dpr, image);
     ctx.globalAlpha = state.heatOpacity;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(state.heat.canvas, 0, 0, 1, 1);
+  }
+
+  /** The lung layer on its own canvas; hidden (and marked so) when not drawn. */
+  function drawLungs(dpr, w, h, image) {
+    const show = Boolean(image && state.lungs && state.lungsVisible
+      && viewport.getCurrentImageIdIndex() === state.lungImageIndex);
+    lungs.hidden = !show;
+    element.dataset.lungs = show ? "shown" : "hidden";
+    if (!show) return;
+    if (lungs.width !== w || lungs.height !== h) { lungs.width = w; lungs.height = h; }
+    const ctx = lungs.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    imageTransform(ctx, dpr, image);
+    ctx.globalAlpha = 1;
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(state.lungs.canvas, 0, 0, 1, 1);
   }
 
   /** The boxes of the shown image: a dark halo under a yellow line, and a label. */
@@ -227,6 +295,7 @@ export async function createViewer(element, options) {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, w, h);
     const image = current();
+    drawLungs(dpr, w, h, image);
     if (!image) return;
     drawHeat(ctx, dpr, image);
     if (state.boxes.length) drawBoxes(ctx, dpr);
@@ -297,6 +366,7 @@ export async function createViewer(element, options) {
       const generation = ++state.generation;
       element.classList.add("loading");
       state.heat = null;
+      state.lungs = null;
       drawOverlay();
       const metas = await Promise.all(instances.map((i) => metadataOf(root, i).catch(() => null)));
       if (generation !== state.generation) return null;
@@ -334,6 +404,7 @@ export async function createViewer(element, options) {
       state.imageIds = [];
       state.sops = [];
       state.heat = null;
+      state.lungs = null;
       state.boxes = [];
       element.classList.add("loading");
       drawOverlay();
@@ -409,6 +480,20 @@ export async function createViewer(element, options) {
       return state.heat ? state.heat.kind : null;
     },
     setHeatmapVisible(visible) { state.heatVisible = Boolean(visible); drawOverlay(); },
+
+    /**
+     * The lung mask (an ImageBitmap of lungs.png, or null for none), drawn over the image
+     * whose SOP Instance UID is `sop` (the study's first image when not given or not
+     * found). Returns the share of the image the lungs cover, or null.
+     */
+    setLungs(bitmap, sop = null) {
+      state.lungs = bitmap ? lungLayer(bitmap) : null;
+      const key = sop ? `/instances/${encodeURIComponent(sop)}/` : null;
+      state.lungImageIndex = Math.max(0, key ? state.imageIds.findIndex((id) => id.includes(key)) : 0);
+      drawOverlay();
+      return state.lungs ? state.lungs.area : null;
+    },
+    setLungsVisible(visible) { state.lungsVisible = Boolean(visible); drawOverlay(); },
 
     // -- boxes around findings, in image pixel coordinates ----------------------------
 
