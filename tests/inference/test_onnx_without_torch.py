@@ -60,3 +60,33 @@ def test_cache_key_follows_the_model(tiny_model: Path, tmp_path: Path) -> None:
     info["thresholds"] = {"pneumonia": 0.3}
     (copy / "model.json").write_text(json.dumps(info))
     assert onnx_cache_path(copy) != onnx_cache_path(tiny_model)
+
+
+def test_openvino_and_auto_give_the_same_scores(tiny_model: Path, tmp_path: Path,
+                                                monkeypatch) -> None:
+    import pytest
+
+    from radiolens.errors import ConfigError
+    from radiolens.inference import Predictor
+    from radiolens.inference.predictor import resolve_backend
+    from radiolens.models.openvino_runtime import openvino_available
+
+    monkeypatch.setenv("RADIOLENS_CACHE", str(tmp_path))
+    rng = np.random.default_rng(0)
+    images = [rng.random((70, 50)).astype(np.float32) for _ in range(5)]
+    eager = [p.probabilities["pneumonia"] for p in Predictor(tiny_model).load().predict(images)]
+    if not openvino_available():
+        pytest.skip("openvino not installed (pip install radiolens[fast])")
+    for precision, tol in (("fp32", 1e-4), ("auto", 2e-2)):
+        ov = Predictor(tiny_model, backend="openvino", precision=precision).load()
+        got = [p.probabilities["pneumonia"] for p in ov.predict(images)]
+        np.testing.assert_allclose(got, eager, atol=tol)
+    assert resolve_backend("auto") == "openvino"
+    auto = Predictor(tiny_model, backend="auto").load()
+    assert auto.backend_ == "openvino"
+    with pytest.raises(ConfigError, match="bf16"):
+        Predictor(tiny_model, backend="onnx", precision="bf16").load()
+    with pytest.raises(ConfigError, match="unknown backend"):
+        Predictor(tiny_model, backend="tensorrt").load()  # type: ignore[arg-type]
+    # heatmaps still work with a compiled backend (the torch network loads on first use)
+    assert auto.explain(images[0]).shape == (70, 50)

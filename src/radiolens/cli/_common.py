@@ -66,6 +66,9 @@ def add_scoring_options(p: argparse.ArgumentParser, *, checkpoint_help: str,
                         "stopping")
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"], default="auto",
+                   help="auto (default): OpenVINO when installed, else ONNX Runtime, else "
+                        "PyTorch (a GPU device: PyTorch)")
 
 
 def percent(x: float | None) -> str:

@@ -93,8 +93,8 @@ def score_from_args(args: argparse.Namespace, *, default_split: str,
     :func:`~radiolens.cli._common.add_scoring_options` name."""
     from radiolens.inference import Predictor
 
-    predictor = Predictor(args.checkpoint, device=args.device,
-                          batch_size=args.batch_size).load()
+    predictor = Predictor(args.checkpoint, device=args.device, batch_size=args.batch_size,
+                          backend=getattr(args, "backend", "auto")).load()
     scored = score_split(predictor, args.data, args.split, default_split=default_split,
                          images_root=args.images_root,
                          where=dict(args.where) if args.where else None,

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
               "model": predictor.info_.model_dump(mode="json", include={
                   "architecture", "labels", "thresholds", "threshold_method",
                   "radiolens_version"}),
+              "backend": getattr(predictor, "backend_", "torch"),
               "unreadable": len(bad)}
     heat = _heat_in_lungs(args, predictor, kept, y)
     if heat is not None:

@@ -10,8 +10,9 @@ The folder holds what the README's tour uses, so a new user needs nothing else:
 * ``dicom/``: the same radiographs wrapped in DICOM with synthetic patients, as the demo
   sends them;
 * ``synthetic/``: 96 synthetic chest-like pictures with a ``pneumonia`` label a tiny CNN
-  learns in an epoch or two (``labels.csv`` with a patient-level ``split``), to try
-  ``train`` and ``evaluate`` in seconds. Never for anything clinical.
+  learns in an epoch or two and a lung mask each (``labels.csv`` with ``mask`` and a
+  patient-level ``split``), to try ``train``, ``train-seg`` and ``evaluate`` in seconds.
+  Never for anything clinical.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _write_dicom(out: Path) -> int:
 def _write_synthetic(out: Path) -> int:
     from radiolens.data import make_synthetic_dataset
 
-    make_synthetic_dataset(out / "synthetic", n=SYNTHETIC_IMAGES)
+    make_synthetic_dataset(out / "synthetic", n=SYNTHETIC_IMAGES, masks=True)
     return SYNTHETIC_IMAGES
 
 

@@ -18,11 +18,30 @@ from radiolens.data.preprocess import preprocess
 from radiolens.errors import ConfigError, ImageReadError
 from radiolens.imaging import XrayImage, read_image
 
-__all__ = ["FilePrediction", "Prediction", "Predictor", "onnx_cache_path"]
+__all__ = ["BACKENDS", "FilePrediction", "Prediction", "Predictor", "onnx_cache_path",
+           "resolve_backend"]
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["torch", "onnx"]
+Backend = Literal["auto", "torch", "onnx", "openvino"]
+Precision = Literal["auto", "fp32", "bf16"]
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto``: OpenVINO when installed (``radiolens[fast]``), else ONNX Runtime when
+    installed, else PyTorch. Any other name is checked."""
+    import importlib.util
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    from radiolens.models.openvino_runtime import openvino_available
+
+    if openvino_available():
+        return "openvino"
+    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
 def onnx_cache_path(run_dir: Path) -> Path:
@@ -77,7 +96,9 @@ class Predictor:
         checkpoint: a run directory, its ``model.json``, or ``builtin:NAME``.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (torch backend only).
         batch_size: images per forward pass.
-        backend: ``"torch"`` (eager PyTorch) or ``"onnx"`` (ONNX Runtime on CPU; the run
+        backend: ``"auto"`` (OpenVINO, else ONNX Runtime, else PyTorch: the fastest one
+            installed; all give the same calls), ``"openvino"``, ``"torch"`` (eager PyTorch)
+            or ``"onnx"`` (ONNX Runtime on CPU; the run
             directory's ``model.onnx`` is used, or one is exported to a temporary folder).
         threads: CPU threads (default: torch's setting / 2 for ONNX Runtime).
 
@@ -89,12 +110,13 @@ class Predictor:
 
     def __init__(self, checkpoint: str | os.PathLike[str], device: str = "cpu",
                  batch_size: int = 16, backend: Backend = "torch",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: Precision = "auto") -> None:
         self.checkpoint = checkpoint
         self.device = device
         self.batch_size = batch_size
         self.backend = backend
         self.threads = threads
+        self.precision = precision
 
     # ------------------------------------------------------------------ loading
     def load(self) -> Predictor:
@@ -104,15 +126,26 @@ class Predictor:
         ``~/.cache/radiolens``)."""
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.backend not in ("torch", "onnx"):
-            raise ConfigError(f"unknown backend {self.backend!r}; use torch or onnx")
+        backend = resolve_backend(self.backend)
+        if self.backend == "auto" and str(self.device).startswith("cuda"):
+            backend = "torch"  # a GPU: PyTorch
+        if backend != "torch" and str(self.device).startswith("cuda"):
+            raise ConfigError(f"the {backend} backend runs on the CPU; use --backend torch "
+                              "for --device cuda")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"unknown precision {self.precision!r}; use auto, fp32 or bf16")
+        if self.precision == "bf16" and backend == "onnx":
+            raise ConfigError("ONNX Runtime runs fp32 here; use --backend openvino (or torch) "
+                              "for bf16")
+        self.backend_ = backend
         from radiolens.models.info import read_model_info, resolve_run_dir
 
         self.run_dir_ = resolve_run_dir(self.checkpoint)
         self.info_ = read_model_info(self.checkpoint)
         self._model: Any = None
         self.session_: Any = None
-        if self.backend == "torch":
+        self.compiled_: Any = None
+        if backend == "torch":
             import torch
 
             from radiolens.devices import resolve_device
@@ -121,11 +154,17 @@ class Predictor:
                 torch.set_num_threads(self.threads)
             self.device_: Any = resolve_device(self.device)
             self._load_torch()
-        else:
+        elif backend == "onnx":
             from radiolens.models.onnx_runtime import onnx_session
 
             self.device_ = "cpu"
             self.session_ = onnx_session(self._onnx_file(), threads=self.threads or 2)
+        else:
+            from radiolens.models.openvino_runtime import openvino_model
+
+            self.device_ = "cpu"
+            self.compiled_ = openvino_model(self._onnx_file(), threads=self.threads or 2,
+                                            precision=self.precision)
         return self
 
     @property
@@ -225,6 +264,10 @@ class Predictor:
         """Probabilities ``(N, L)`` for preprocessed inputs ``(N, C, S, S)``."""
         self._check_loaded()
         x = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.compiled_ is not None:
+            logits = np.asarray(self.compiled_(x)[0], dtype=np.float32)
+            out_ov: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+            return out_ov
         if self.session_ is not None:
             logits = self.session_.run(None, {"image": x})[0]
             out: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
