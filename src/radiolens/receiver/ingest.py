@@ -6,12 +6,21 @@ an instance is accepted or refused by the same rules whichever way it came. This
 needs pydicom and the worklist, not pynetdicom. Refusals raise
 :class:`~radiolens.errors.InstanceRefused` carrying a DICOM status; each boundary maps
 it to its own answer (a C-STORE status, an HTTP 4xx).
+
+Group commit: the SCP passes a :class:`GroupCommitter`, whose one thread records
+whatever instances are waiting (from any association) in ONE durable transaction, then
+answers each waiter with its own outcome. An instance is still acknowledged only once
+its file and its worklist row are both on disk; a lone instance is committed at once.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -26,9 +35,11 @@ from radiolens.errors import DicomElementError, InstanceRefused
 from radiolens.imaging.checks import DEFAULT_MAX_PIXELS, Refusal, check_radiograph
 from radiolens.imaging.elements import element_value, transfer_syntax_uid
 from radiolens.worklist import record_instance
+from radiolens.worklist.intake import RecordOutcome, record_instances
 
 __all__ = [
     "CR_IMAGE_STORAGE",
+    "DEFAULT_MAX_GROUP",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_SOP_CLASSES",
     "DX_PRESENTATION_STORAGE",
@@ -40,12 +51,17 @@ __all__ = [
     "STATUS_OUT_OF_RESOURCES",
     "STATUS_PROCESSING_FAILED",
     "STATUS_SUCCESS",
+    "GroupCommitter",
     "InstanceRefused",
+    "StoredInstance",
     "check_radiograph",
     "ingest_dataset",
     "instance_meta",
     "refusal_status",
+    "store_instance",
 ]
+
+logger = logging.getLogger(__name__)
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_PRESENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -161,6 +177,207 @@ def _encode(ds: Dataset, transfer_syntax: str) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance checked and written to disk, not yet recorded in the worklist.
+
+    Attributes:
+        meta: its worklist fields (:func:`instance_meta`).
+        path: the file, relative to the data directory.
+        dest: the file itself.
+        size: its size in bytes.
+        wrote: True when this call wrote the file (False: it was already there).
+    """
+
+    meta: dict[str, Any]
+    path: Path
+    dest: Path
+    size: int
+    wrote: bool
+
+    @property
+    def study_instance_uid(self) -> str:
+        """The Study Instance UID the instance came with."""
+        return str(self.meta["study_instance_uid"])
+
+
+def store_instance(
+    data_dir: Path,
+    ds: Dataset,
+    encoded: bytes | None = None,
+    accepted_sop_classes: Sequence[str] = DEFAULT_SOP_CLASSES,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> StoredInstance:
+    """The first half of :func:`ingest_dataset`: check ``ds`` and write its file durably.
+
+    Raises:
+        InstanceRefused: the instance is invalid or one radiolens cannot score.
+        OSError: the file cannot be written.
+    """
+    try:
+        transfer_syntax = _transfer_syntax(ds)
+        _validate(ds, frozenset(accepted_sop_classes), transfer_syntax, max_pixels)
+        meta = instance_meta(ds)  # before storing: every field it records must decode
+    except InstanceRefused:
+        raise
+    except DicomElementError as exc:  # the one place an undecodable element is refused
+        raise InstanceRefused(STATUS_DECODE_FAILED, f"{exc.reason}: {exc.detail}"[:200]) from exc
+    except Exception as exc:  # a lazily decoded element that cannot be parsed
+        raise InstanceRefused(STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}"[:200]) from exc
+    # the UIDs passed _check_uid, so instance_meta holds them stripped and non-empty
+    study_uid, sop_uid = str(meta["study_instance_uid"]), str(meta["sop_instance_uid"])
+    relative = Path("dicom") / study_uid / f"{sop_uid}.dcm"
+    dest = Path(data_dir) / relative
+    if dest.exists():
+        return StoredInstance(meta, relative, dest, dest.stat().st_size, wrote=False)
+    if encoded is None:
+        try:
+            encoded = _encode(ds, transfer_syntax)
+        except Exception as exc:
+            raise InstanceRefused(
+                STATUS_DECODE_FAILED, f"cannot encode dataset: {exc}"[:200]
+            ) from exc
+    write_atomic(dest, encoded)
+    return StoredInstance(meta, relative, dest, len(encoded), wrote=True)
+
+
+@dataclass
+class _Waiter:
+    """One instance waiting for its group's commit."""
+
+    record: tuple[Mapping[str, Any], Path, int]
+    done: threading.Event
+    outcome: RecordOutcome | BaseException | None = None
+
+
+#: Instances recorded in one transaction at most.
+DEFAULT_MAX_GROUP = 64
+
+
+class GroupCommitter:
+    """Records stored instances in groups: one durable transaction for all that wait.
+
+    One thread owns the worklist writes of the receiver. :meth:`record` (called by each
+    C-STORE handler, after its file is written and fsynced) queues the instance and
+    waits; the thread takes every instance queued (up to ``max_group``), records them in
+    one transaction with :func:`radiolens.worklist.intake.record_instances` (one fsync
+    of the WAL), then wakes each waiter with its own outcome. There is no delay: a lone
+    instance is committed at once, and the instances that arrive during a commit form
+    the next group. A record that fails on its own fails its instance only; when the
+    transaction fails (a read-only or full disk), every instance of the group gets that
+    error, and none is acknowledged.
+
+    Args:
+        engine: the worklist engine.
+        max_group: instances recorded in one transaction at most.
+
+    Example:
+        >>> committer = GroupCommitter(engine)
+        >>> committer.start()
+        >>> committer.record(meta, Path("dicom/1.2/1.2.3.dcm"), 65_000)  # doctest: +SKIP
+        ('1.2', True)
+        >>> committer.stop()
+    """
+
+    def __init__(self, engine: Engine, *, max_group: int = DEFAULT_MAX_GROUP) -> None:
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1, got {max_group}")
+        self.engine = engine
+        self.max_group = max_group
+        self._queue: deque[_Waiter] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._stats = {"groups": 0, "instances": 0, "largest_group": 0, "failed_groups": 0}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: groups (transactions), instances, largest_group, failed_groups."""
+        with self._cond:
+            return dict(self._stats)
+
+    @property
+    def pending(self) -> int:
+        """Instances queued and not yet taken into a group."""
+        with self._cond:
+            return len(self._queue)
+
+    def start(self) -> None:
+        """Start the committing thread."""
+        with self._cond:
+            if self._thread is not None:
+                raise RuntimeError("the committer is already running")
+            self._closing = False
+            self._thread = threading.Thread(target=self._run, name="radiolens-commit",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the thread; later records commit directly."""
+        with self._cond:
+            thread, self._closing = self._thread, True
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+        with self._cond:
+            self._thread = None
+
+    def record(self, meta: Mapping[str, Any], path: Path, size: int) -> tuple[str, bool]:
+        """Record one instance (in the next group) and wait until it is durable.
+
+        Returns:
+            ``(study_instance_uid, created)`` as :func:`record_instance` gives them.
+
+        Raises:
+            ValueError: a required UID is missing.
+            WorklistError: the worklist cannot be written.
+        """
+        waiter = _Waiter((meta, path, size), threading.Event())
+        with self._cond:
+            running = self._thread is not None and not self._closing
+            if running:
+                self._queue.append(waiter)
+                self._cond.notify()
+        if not running:  # stopping or not started: the direct path, as before
+            study, created = record_instance(self.engine, meta=meta, path=path, size=size)
+            return study.study_instance_uid, created
+        waiter.done.wait()
+        outcome = waiter.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                take = min(len(self._queue), self.max_group)
+                group = [self._queue.popleft() for _ in range(take)]
+            self._commit(group)
+
+    def _commit(self, group: list[_Waiter]) -> None:
+        outcomes: Sequence[RecordOutcome | BaseException]
+        try:
+            outcomes = record_instances(self.engine, [w.record for w in group])
+            failed = False
+        except BaseException as exc:  # the transaction failed: nobody is acknowledged
+            logger.error("could not record a group of %d instances: %s", len(group), exc)
+            outcomes, failed = [exc] * len(group), True
+        with self._cond:
+            self._stats["groups"] += 1
+            self._stats["failed_groups"] += failed
+            self._stats["instances"] += len(group)
+            self._stats["largest_group"] = max(self._stats["largest_group"], len(group))
+        for waiter, outcome in zip(group, outcomes, strict=True):
+            waiter.outcome = outcome
+            waiter.done.set()
+
+
 def ingest_dataset(
     data_dir: Path,
     engine: Engine,
@@ -169,6 +386,7 @@ def ingest_dataset(
     accepted_sop_classes: Sequence[str] = DEFAULT_SOP_CLASSES,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    committer: GroupCommitter | None = None,
 ) -> tuple[str, bool]:
     """Validate one instance, store it atomically and record it in the worklist.
 
@@ -185,6 +403,9 @@ def ingest_dataset(
         encoded: the instance as a DICOM file (with file meta); None to encode ``ds``.
         accepted_sop_classes: the SOP classes accepted.
         max_pixels: the pixel cap (Rows x Columns).
+        committer: record through this :class:`GroupCommitter` (in a group with the
+            instances of other associations) instead of in a transaction of its own;
+            either way this returns once the instance is durable.
 
     Returns:
         ``(study_instance_uid, created)``: the study the instance is recorded in, and
@@ -199,39 +420,19 @@ def ingest_dataset(
         >>> ingest_dataset(Path("data"), engine, pydicom.dcmread("cxr.dcm"))  # doctest: +SKIP
         ('1.2.826.0.1.3680043.8.498.1', True)
     """
+    stored = store_instance(data_dir, ds, encoded, accepted_sop_classes,
+                            max_pixels=max_pixels)
     try:
-        transfer_syntax = _transfer_syntax(ds)
-        _validate(ds, frozenset(accepted_sop_classes), transfer_syntax, max_pixels)
-        meta = instance_meta(ds)  # before storing: every field it records must decode
-    except InstanceRefused:
-        raise
-    except DicomElementError as exc:  # the one place an undecodable element is refused
-        raise InstanceRefused(STATUS_DECODE_FAILED, f"{exc.reason}: {exc.detail}"[:200]) from exc
-    except Exception as exc:  # a lazily decoded element that cannot be parsed
-        raise InstanceRefused(STATUS_DECODE_FAILED, f"cannot decode dataset: {exc}"[:200]) from exc
-    study_uid = str(ds.StudyInstanceUID).strip()
-    sop_uid = str(ds.SOPInstanceUID).strip()
-    relative = Path("dicom") / study_uid / f"{sop_uid}.dcm"
-    dest = Path(data_dir) / relative
-    wrote = False
-    if dest.exists():
-        size = dest.stat().st_size
-    else:
-        if encoded is None:
-            try:
-                encoded = _encode(ds, transfer_syntax)
-            except Exception as exc:
-                raise InstanceRefused(
-                    STATUS_DECODE_FAILED, f"cannot encode dataset: {exc}"[:200]
-                ) from exc
-        write_atomic(dest, encoded)
-        size, wrote = len(encoded), True
-    try:
-        study, created = record_instance(engine, meta=meta, path=relative, size=size)
+        if committer is None:
+            study, created = record_instance(engine, meta=stored.meta, path=stored.path,
+                                             size=stored.size)
+            study_uid = study.study_instance_uid
+        else:
+            study_uid, created = committer.record(stored.meta, stored.path, stored.size)
     except BaseException:
-        if wrote:  # leave no file the worklist does not know; the sender retries
-            dest.unlink(missing_ok=True)
+        if stored.wrote:  # leave no file the worklist does not know; the sender retries
+            stored.dest.unlink(missing_ok=True)
         raise
-    if wrote and not created and study.study_instance_uid != study_uid:
-        dest.unlink(missing_ok=True)  # already stored under another study: keep one copy
-    return study.study_instance_uid, created
+    if stored.wrote and not created and study_uid != stored.study_instance_uid:
+        stored.dest.unlink(missing_ok=True)  # already stored under another study: one copy
+    return study_uid, created

@@ -4,9 +4,12 @@ For each C-STORE the receiver checks the image is one radiolens can score (a
 single-frame greyscale radiograph of an accepted SOP class), writes the file
 atomically to ``data_dir/dicom/<StudyInstanceUID>/<SOPInstanceUID>.dcm``, records it in
 the worklist and only then answers success, so a sender never believes an image is
-safe when it is not. Errors become DICOM status codes; the server keeps serving.
-It never imports torch: scoring happens in the worker. The checks and the storing are
-:func:`radiolens.receiver.ingest.ingest_dataset`, shared with HTTP uploads.
+safe when it is not. The worklist rows of concurrent C-STOREs (from any association)
+are committed together, one durable transaction for all that wait
+(:class:`~radiolens.receiver.ingest.GroupCommitter`). Errors become DICOM status codes;
+the server keeps serving. It never imports torch: scoring happens in the worker. The
+checks and the storing are :func:`radiolens.receiver.ingest.ingest_dataset`, shared
+with HTTP uploads.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import Engine
 from radiolens.errors import ConfigError, InstanceRefused, WorklistError
 from radiolens.receiver.ingest import (
     CR_IMAGE_STORAGE,
+    DEFAULT_MAX_GROUP,
     DEFAULT_MAX_PIXELS,
     DEFAULT_SOP_CLASSES,
     DX_PRESENTATION_STORAGE,
@@ -38,6 +42,7 @@ from radiolens.receiver.ingest import (
     STATUS_OUT_OF_RESOURCES,
     STATUS_PROCESSING_FAILED,
     STATUS_SUCCESS,
+    GroupCommitter,
     ingest_dataset,
     instance_meta,
 )
@@ -107,6 +112,9 @@ class DicomReceiver:
         max_associations: concurrent associations accepted.
         acse_timeout: seconds a peer has to negotiate (or release) an association; a
             bare TCP connection holds a slot this long.
+        max_group: instances recorded in one worklist transaction at most (group
+            commit across associations); 0 records each instance in a transaction of
+            its own, as before group commit.
 
     Example:
         >>> receiver = DicomReceiver("data", port=11112)
@@ -133,9 +141,11 @@ class DicomReceiver:
         tls_ca: str | Path | None = None,
         max_associations: int = DEFAULT_MAX_ASSOCIATIONS,
         acse_timeout: float = DEFAULT_ACSE_TIMEOUT_S,
+        max_group: int = DEFAULT_MAX_GROUP,
     ) -> None:
-        if max_associations < 1 or acse_timeout <= 0:
-            raise ConfigError("max_associations must be at least 1 and acse_timeout positive")
+        if max_associations < 1 or acse_timeout <= 0 or max_group < 0:
+            raise ConfigError("max_associations must be at least 1, acse_timeout positive "
+                              "and max_group at least 0")
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("DICOM TLS needs both tls_cert and tls_key (PEM files)")
         self.data_dir = Path(data_dir)
@@ -152,7 +162,9 @@ class DicomReceiver:
         self.tls_ca = tls_ca
         self.max_associations = max_associations
         self.acse_timeout = acse_timeout
+        self.max_group = max_group
         self.engine_: Engine | None = None
+        self.committer_: GroupCommitter | None = None
         self.ae_: AE | None = None
         self._server: ThreadedAssociationServer | None = None
         self._owns_engine = False
@@ -247,12 +259,16 @@ class DicomReceiver:
         else:
             self.engine_ = open_worklist(self.engine or default_db_path(self.data_dir))
             self._owns_engine = True
+        if self.max_group > 0:
+            self.committer_ = GroupCommitter(self.engine_, max_group=self.max_group)
+            self.committer_.start()
         self.ae_ = self._build_ae()
         address = (self.host, self.requested_port)
         try:
             server = self.ae_.start_server(address, block=False, evt_handlers=self._handlers(),
                                            ssl_context=ssl_context)
         except OSError as exc:
+            self._stop_committer()
             self._close_engine()
             raise OSError(
                 f"cannot listen on {self.host}:{self.requested_port} ({exc}): is another "
@@ -274,6 +290,11 @@ class DicomReceiver:
             finally:
                 self.stop()
 
+    def _stop_committer(self) -> None:
+        committer, self.committer_ = self.committer_, None
+        if committer is not None:
+            committer.stop()  # commits (and answers) what is queued first
+
     def _close_engine(self) -> None:
         if self._owns_engine and self.engine_ is not None:
             self.engine_.dispose()
@@ -291,6 +312,7 @@ class DicomReceiver:
             if self.ae_ is not None:
                 self.ae_.shutdown()
                 self.ae_ = None
+            self._stop_committer()
             self._close_engine()
 
     def __enter__(self) -> DicomReceiver:
@@ -342,7 +364,7 @@ class DicomReceiver:
                 self.data_dir, self.engine_, ds,
                 encoded=event.encoded_dataset(include_meta=True),
                 accepted_sop_classes=self.accepted_sop_classes,
-                max_pixels=self.max_pixels,
+                max_pixels=self.max_pixels, committer=self.committer_,
             )
         except InstanceRefused as exc:
             self._count("failed")
