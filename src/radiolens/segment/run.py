@@ -26,6 +26,9 @@ def save_seg_run(run_dir: str | os.PathLike[str], model: nn.Module, info: SegMod
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = folder / f".{WEIGHTS_FILE}.tmp"
     save_file(state, str(tmp), metadata={"format": "radiolens-seg-model"})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, folder / WEIGHTS_FILE)
     write_seg_info(folder, info)
     return folder

@@ -246,9 +246,7 @@ def train_seg(config: SegTrainConfig, *, progress: bool = False) -> SegTrainResu
     from monai.losses import DiceCELoss
     from tqdm.auto import tqdm
 
-    from radiolens import __version__
     from radiolens.devices import resolve_device
-    from radiolens.evaluate.plots import plot_learning_curve
 
     if config.model not in SEG_ARCHITECTURES:
         raise ConfigError(f"unknown segmentation model {config.model!r}; choose from "
@@ -348,6 +346,27 @@ def train_seg(config: SegTrainConfig, *, progress: bool = False) -> SegTrainResu
     wall = time.perf_counter() - started
     assert best_state is not None
     model.load_state_dict(best_state)
+    trained = {"epochs_run": epoch, "best_epoch": best_epoch,
+               "best_val_dice_at_input_size": round(best_dice, 5),
+               "device": str(device), "torch_threads": torch.get_num_threads(),
+               "wall_seconds": round(wall, 1),
+               "train_images_per_s": round(seen / max(wall, 1e-9), 2)}
+    validation = _finish(run_dir, config, model, train_pairs, val_pairs, va_x, va_full,
+                         history, trained, device)
+    return SegTrainResult(run_dir, best_epoch, epoch, best_dice, validation, wall,
+                          seen / max(wall, 1e-9))
+
+
+def _finish(run_dir: Path, config: SegTrainConfig, model: torch.nn.Module,
+            train_pairs: Sequence[MaskPair], val_pairs: Sequence[MaskPair],
+            va_x: npt.NDArray[np.float32], va_full: Sequence[npt.NDArray[np.bool_]],
+            history: Sequence[dict[str, Any]], trained: dict[str, Any],
+            device: torch.device) -> dict[str, Any]:
+    """Score the best weights at full resolution; write model.json, scores, curve, card."""
+    from radiolens import __version__
+    from radiolens.evaluate.plots import plot_learning_curve
+
+    mean, std = 0.5, 0.25
     probs = _predict(model, va_x, mean, std, device)
     scored = []
     for pair, prob, truth in zip(val_pairs, probs, va_full, strict=True):
@@ -363,24 +382,56 @@ def train_seg(config: SegTrainConfig, *, progress: bool = False) -> SegTrainResu
             out_csv.writerow([row_[0], f"{row_[1]:.5f}", f"{row_[2]:.5f}", f"{row_[3]:.2f}"])
     info = SegModelInfo(
         radiolens_version=__version__, architecture=config.model,  # type: ignore[arg-type]
-        architecture_args=args, image_size=size, mean=mean, std=std,
+        architecture_args=default_args(config.model), image_size=config.image_size,
+        mean=mean, std=std,
         training={"data": str(config.data), "where": config.where,
-                  "train_pairs": len(tr_x), "val_pairs": len(va_x),
+                  "train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
                   "train_patients": len({p.patient_id for p in train_pairs}),
                   "val_patients": len({p.patient_id for p in val_pairs}),
-                  "epochs_run": epoch, "best_epoch": best_epoch,
-                  "best_val_dice_at_input_size": round(best_dice, 5),
-                  "device": str(device), "torch_threads": torch.get_num_threads(),
-                  "wall_seconds": round(wall, 1),
-                  "train_images_per_s": round(seen / max(wall, 1e-9), 2),
-                  "config": config.model_dump()},
+                  **trained, "config": config.model_dump()},
         validation=validation, created=datetime.now(UTC).replace(microsecond=0).isoformat())
     save_seg_run(run_dir, model, info)
     plot_learning_curve(history, run_dir / "learning_curve.png", metric="val_dice",
                         metric_label="validation Dice")
     _write_card(run_dir, info)
-    return SegTrainResult(run_dir, best_epoch, epoch, best_dice, validation, wall,
-                          seen / max(wall, 1e-9))
+    return validation
+
+
+def finish_seg_run(run_dir: str | os.PathLike[str], *, progress: bool = False,
+                   note: str = "") -> dict[str, Any]:
+    """Complete a run that was stopped before its last epoch: the best weights saved so
+    far are scored at full resolution and ``model.json``, the scores, the learning curve
+    and the card are written as a finished run would write them.
+
+    Raises:
+        CheckpointError: the folder holds no weights from :func:`train_seg`.
+    """
+    from radiolens.devices import resolve_device
+    from radiolens.segment.run import load_seg_run
+
+    folder = Path(run_dir)
+    config = SegTrainConfig(**yaml.safe_load((folder / "config.yaml").read_text()))
+    model, _ = load_seg_run(folder)
+    with (folder / "history.csv").open(newline="") as fh:
+        history = list(csv.DictReader(fh))
+    pairs = read_mask_table(config.data, config.images_root, config.where)
+    train_pairs, val_pairs = split_pairs(pairs, config.val_fraction, config.seed)
+    if config.limit:
+        train_pairs = train_pairs[:config.limit]
+    va_x, _, va_full, _ = _load(val_pairs, config.image_size, "reading validation pairs",
+                                progress)
+    best = max(history, key=lambda r: float(r["val_dice"]))
+    seconds = sum(float(r["seconds"]) for r in history)
+    trained = {"epochs_run": len(history), "best_epoch": int(best["epoch"]),
+               "best_val_dice_at_input_size": float(best["val_dice"]),
+               "device": "cpu", "torch_threads": torch.get_num_threads(),
+               "wall_seconds": round(seconds, 1),
+               "train_images_per_s": round(len(train_pairs) * len(history)
+                                           / max(seconds, 1e-9), 2),
+               "stopped": note or f"stopped after {len(history)} of {config.epochs} epochs"}
+    device = resolve_device("cpu")
+    return _finish(folder, config, model, train_pairs, val_pairs, va_x, va_full, history,
+                   trained, device)
 
 
 def load_seg_config(overrides: dict[str, Any]) -> SegTrainConfig:
