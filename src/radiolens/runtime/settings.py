@@ -30,6 +30,8 @@ class ServiceSettings(BaseModel):
     model: str = "builtin:pneumonia-kermany"
     lung_model: str = Field("builtin:lungs", description="lung segmentation run directory "
                             "or builtin:NAME; none turns the lung masks and checks off")
+    batch_studies: int = Field(8, ge=1, description="most queued studies the worker scores "
+                                                     "together")
     policy: str | None = Field(None, description="YAML overriding thresholds and urgency")
     forward_to: str | None = Field(None, description="AE@host:port for the SR")
     hl7_to: str | None = Field(None, description="host:port of an HL7 MLLP listener")

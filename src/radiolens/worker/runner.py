@@ -5,7 +5,9 @@ DICOM association; a job whose worker died is retried when its lease expires, an
 study that fails three times is marked failed with the reason. An unreadable image fails
 its study at once. Resource faults (disk full, database read-only or unavailable) never
 count an attempt: the job is handed back and the worker backs off (1 s doubling to 60 s)
-and keeps running.
+and keeps running. Queued studies are claimed and scored in batches (``batch_studies``,
+whatever is queued now): one batched lung segmentation and ``predict`` over all their
+images, then each study is finished and its job settled on its own.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ from radiolens.errors import ConfigError, DicomSendError, ImageReadError, Radiol
 from radiolens.worker.faults import Backoff, ResourceFault, resource_fault
 from radiolens.worker.lungs import DEFAULT_LUNG_MODEL
 
-__all__ = ["DEFAULT_MEMORY_LIMIT_MB", "Worker", "limit_memory", "parse_host_port",
-           "run_worker_process"]
+__all__ = ["BATCH_STUDIES_ENV", "DEFAULT_BATCH_STUDIES", "DEFAULT_MEMORY_LIMIT_MB", "Worker",
+           "limit_memory", "parse_host_port", "run_worker_process"]
 
 #: Address-space limit of the worker process (``RLIMIT_AS``), in MiB; 0 for none.
 DEFAULT_MEMORY_LIMIT_MB = 8192
+#: Most queued studies the worker scores together (see ``Worker.batch_studies``).
+DEFAULT_BATCH_STUDIES = 8
+#: Environment variable the worker process reads ``batch_studies`` from when its options
+#: do not set it (``radiolens serve`` passes it through to the spawned worker).
+BATCH_STUDIES_ENV = "RADIOLENS_BATCH_STUDIES"
 #: Seconds between passes that build the structured outputs scored studies lack.
 OUTPUT_RETRY_INTERVAL_S = 60.0
 
@@ -63,6 +70,9 @@ class Worker:
             ``none``. Its DICOM Segmentation is forwarded with the SR.
         lease_seconds: how long a claimed job stays ours without renewal.
         poll_interval: seconds between polls of an empty queue.
+        batch_studies: most queued studies :meth:`run` claims and scores together (one
+            ``predict`` over all their images); whatever is queued is taken, a lone study
+            at once. 1 scores one study at a time.
     """
 
     def __init__(self, data_dir: str | Path, db: str | None = None,
@@ -70,7 +80,8 @@ class Worker:
                  forward_to: str | None = None, hl7_to: str | None = None,
                  send_heatmaps: bool = False, lease_seconds: int = 30,
                  poll_interval: float = 0.1, heatmaps: bool = True,
-                 lung_model: str | None = DEFAULT_LUNG_MODEL) -> None:
+                 lung_model: str | None = DEFAULT_LUNG_MODEL,
+                 batch_studies: int = DEFAULT_BATCH_STUDIES) -> None:
         self.data_dir = Path(data_dir)
         self.db = db
         self.model = model
@@ -82,6 +93,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.heatmaps = heatmaps
         self.lung_model = lung_model
+        self.batch_studies = batch_studies
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.backoff = Backoff(base=1.0, cap=60.0)
         self._held: list[tuple[int, str]] = []  # jobs to hand back once the DB is writable
@@ -95,6 +107,8 @@ class Worker:
         from radiolens.worker.policy import load_policy
         from radiolens.worklist import default_db_path, open_worklist
 
+        if self.batch_studies < 1:
+            raise ConfigError(f"batch_studies must be at least 1, got {self.batch_studies}")
         if self.forward_to:
             parse_ae_address(self.forward_to)
         if self.hl7_to:
@@ -138,60 +152,144 @@ class Worker:
                 :func:`resource_fault`); the job was handed back without counting the
                 attempt (or will be once the database takes writes); back off, call again.
         """
-        from radiolens.worklist import claim_job
+        return self.run_batch(1) > 0
 
+    def run_batch(self, limit: int | None = None) -> int:
+        """Claim up to ``limit`` jobs (default ``batch_studies``), score them together and
+        return how many were claimed (0: the queue is empty).
+
+        Claims whatever is queued now and never waits for a full batch, so a lone study is
+        scored at once. The studies share one lung segmentation and one ``predict``; each
+        is then finished, and its job completed or failed, on its own (see
+        :func:`~radiolens.worker.scoring.score_studies`): each job keeps its own lease,
+        attempt and failure. With ``limit=1`` this is :meth:`run_once`.
+
+        Raises:
+            WorklistError, OSError, ResourceFault: a resource fault; every job of the
+                batch not yet finished was handed back without counting the attempt.
+            Exception: finishing a job failed otherwise (for example its lease was lost);
+                raised after the other jobs of the batch were finished.
+        """
+        from radiolens.worklist import claim_jobs
+
+        limit = self.batch_studies if limit is None else limit
+        if limit < 1:
+            raise ConfigError(f"batch_studies must be at least 1, got {limit}")
         self._release_held()
-        job = claim_job(self.engine_, self.owner, self.lease_seconds)
-        if job is None:
-            return False
+        jobs = claim_jobs(self.engine_, self.owner, self.lease_seconds, limit=limit)
+        if jobs:
+            self._score_jobs([(job.id, job.study_fk, job.attempts) for job in jobs])
+        return len(jobs)
+
+    def _score_jobs(self, jobs: list[tuple[int, int, int]]) -> None:
+        """Score claimed jobs ``(id, study_fk, attempt)``; hand back the unfinished ones on
+        a resource fault."""
+        unfinished = {job_id for job_id, _, _ in jobs}
         try:
-            self._score_job(job.id, job.study_fk, job.attempts)
+            self._score_claimed(jobs, unfinished)
         except Exception as exc:
             reason = resource_fault(exc)
             if reason is None:
                 raise
-            logger.warning("job %d: %s; handing it back (attempt not counted)", job.id, reason)
-            self._release(job.id, reason)
+            for job_id, _, _ in jobs:
+                if job_id in unfinished:
+                    logger.warning("job %d: %s; handing it back (attempt not counted)",
+                                   job_id, reason)
+                    self._release(job_id, reason)
             raise
-        return True
 
-    def _score_job(self, job_id: int, study_fk: int, attempt: int) -> None:
+    def _score_claimed(self, jobs: list[tuple[int, int, int]], unfinished: set[int]) -> None:
+        from sqlalchemy import select
         from sqlalchemy.orm import Session
 
-        from radiolens.worker.scoring import NeedsCheck, relative_message, score_study
+        from radiolens.worker.scoring import score_studies
+        from radiolens.worklist import Study, fail_job, list_instances
+
+        with Session(self.engine_) as session:
+            fks = [fk for _, fk, _ in jobs]
+            uids = {fk: uid for fk, uid in session.execute(
+                select(Study.id, Study.study_instance_uid).where(Study.id.in_(fks)))}
+        todo: list[tuple[int, str, int]] = []
+        for job_id, study_fk, attempt in jobs:
+            uid = uids.get(study_fk)
+            if uid is None:
+                fail_job(self.engine_, job_id, self.owner, "study row missing")
+                unfinished.discard(job_id)
+            else:
+                todo.append((job_id, uid, attempt))
+        if not todo:
+            return
+        if len(todo) > 1:
+            logger.info("scoring %d studies together", len(todo))
+        t0 = claimed = time.monotonic()
+        studies: list[tuple[str, list[str]]] = []
+        scoring: list[tuple[int, str, int]] = []
+        for job_id, uid, attempt in todo:
+            try:
+                studies.append((uid, [i.path for i in list_instances(self.engine_, uid)]))
+            except Exception as exc:
+                if resource_fault(exc):
+                    raise
+                self._finish_job(job_id, uid, attempt, exc, t0)
+                unfinished.discard(job_id)
+                continue
+            scoring.append((job_id, uid, attempt))
+        first_error: Exception | None = None
+        for index, outcome in score_studies(self.data_dir, studies, self.predictor_,
+                                            self.policy_, str(self.model),
+                                            heatmaps=self.heatmaps, lungs=self.lungs_):
+            job_id, uid, attempt = scoring[index]
+            if len(jobs) > 1 and time.monotonic() - claimed > self.lease_seconds / 2:
+                claimed = time.monotonic()
+                self._renew(unfinished)
+            try:
+                self._finish_job(job_id, uid, attempt, outcome, t0)
+            except Exception as exc:
+                if resource_fault(exc):
+                    raise
+                # not the fault of the batch's other studies: finish them, then raise
+                logger.error("job %d (study %s) could not be finished: %s", job_id, uid, exc)
+                first_error = first_error or exc
+            unfinished.discard(job_id)
+        if first_error is not None:
+            raise first_error
+
+    def _renew(self, job_ids: set[int]) -> None:
+        """Renew the leases of a batch's jobs still to finish (a long batch)."""
+        from radiolens.worklist import renew_lease
+
+        for job_id in sorted(job_ids):
+            try:
+                renew_lease(self.engine_, job_id, self.owner, self.lease_seconds)
+            except RadiolensError as exc:
+                if resource_fault(exc):
+                    raise
+                logger.warning("job %d: lease not renewed: %s", job_id, exc)
+
+    def _finish_job(self, job_id: int, uid: str, attempt: int, outcome: Any,
+                    t0: float) -> None:
+        """Complete, fail or mark needs-check one job from its scoring outcome (``t0``:
+        ``time.monotonic()`` when its batch started)."""
+        from radiolens.worker.scoring import NeedsCheck, relative_message
         from radiolens.worklist import (
-            Study,
             complete_job,
             fail_job,
-            list_instances,
             mark_needs_check,
             record_output_errors,
         )
 
-        with Session(self.engine_) as session:
-            study = session.get(Study, study_fk)
-            uid = study.study_instance_uid if study is not None else None
-        if uid is None:
-            fail_job(self.engine_, job_id, self.owner, "study row missing")
+        if isinstance(outcome, NeedsCheck):
+            logger.warning("study %s needs a check of its images: %s", uid, outcome.reason)
+            mark_needs_check(self.engine_, job_id, self.owner, outcome.reason)
             return
-        t0 = time.perf_counter()
-        try:
-            paths = [inst.path for inst in list_instances(self.engine_, uid)]
-            scored = score_study(self.data_dir, uid, paths, self.predictor_, self.policy_,
-                                 str(self.model), heatmaps=self.heatmaps, lungs=self.lungs_)
-        except NeedsCheck as exc:
-            logger.warning("study %s needs a check of its images: %s", uid, exc.reason)
-            mark_needs_check(self.engine_, job_id, self.owner, exc.reason)
-            return
-        except Exception as exc:  # a model or file failure must not kill the worker
-            if resource_fault(exc):
-                raise
-            reason = relative_message(f"{type(exc).__name__}: {exc}", self.data_dir)
+        if isinstance(outcome, Exception):  # a model or file failure must not kill the worker
+            reason = relative_message(f"{type(outcome).__name__}: {outcome}", self.data_dir)
             logger.error("study %s failed (attempt %d): %s", uid, attempt, reason,
-                         exc_info=not isinstance(exc, RadiolensError))
+                         exc_info=None if isinstance(outcome, RadiolensError) else outcome)
             fail_job(self.engine_, job_id, self.owner, reason,
-                     permanent=isinstance(exc, ImageReadError))
+                     permanent=isinstance(outcome, ImageReadError))
             return
+        scored = outcome
         complete_job(self.engine_, job_id, self.owner, model=str(self.model),
                      model_version=self.predictor_.info_.radiolens_version,
                      findings=scored.findings, flags=scored.flags, priority=scored.priority,
@@ -200,7 +298,7 @@ class Worker:
                      image_check=scored.image_check, lungs=scored.lungs)
         record_output_errors(self.engine_, uid, scored.output_errors)
         logger.info("scored study %s in %.2f s: priority %d, flags %s", uid,
-                    time.perf_counter() - t0, scored.priority, scored.flags or "none")
+                    time.monotonic() - t0, scored.priority, scored.flags or "none")
         if scored.image_check:
             logger.warning("study %s: check image: %s", uid, scored.image_check)
         self._queue_deliveries(uid, scored, set(scored.output_errors) | {
@@ -293,7 +391,7 @@ class Worker:
         last_pass = last_retry = 0.0
         while not stop.is_set():
             try:
-                busy = self.run_once()
+                busy = self.run_batch() > 0
                 now = time.monotonic()
                 if now - last_retry > OUTPUT_RETRY_INTERVAL_S:
                     last_retry = now
@@ -347,7 +445,7 @@ def run_worker_process(options: dict[str, Any], verbose: int = 0, quiet: bool = 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us with SIGTERM
-    worker = Worker(**options)
+    worker = Worker(**_with_batch_setting(options))
     while not stop.is_set():
         try:
             worker.load()
@@ -360,3 +458,18 @@ def run_worker_process(options: dict[str, Any], verbose: int = 0, quiet: bool = 
             logger.warning("cannot open the worklist (%s); next try in %.0f s", reason, delay)
             stop.wait(delay)
     worker.run(stop)
+
+
+def _with_batch_setting(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``batch_studies`` from :data:`BATCH_STUDIES_ENV` when they lack it.
+
+    Raises:
+        ConfigError: the variable is not a whole number of at least 1.
+    """
+    text = os.environ.get(BATCH_STUDIES_ENV, "").strip()
+    if "batch_studies" in options or not text:
+        return options
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{BATCH_STUDIES_ENV} must be a whole number of at least 1 "
+                          f"(studies scored together), got {text!r}")
+    return {**options, "batch_studies": int(text)}

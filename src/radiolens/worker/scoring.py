@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from radiolens.errors import ImageReadError, RadiolensError
 from radiolens.worker.lungs import LungModel
 from radiolens.worker.policy import TriagePolicy
 
-__all__ = ["NeedsCheck", "ScoredStudy", "relative_message", "score_study"]
+__all__ = ["NeedsCheck", "ScoredStudy", "relative_message", "score_studies",
+           "score_study"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,88 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
         NeedsCheck: no readable image passed the input gate.
         OSError: a result file cannot be written (disk full: a resource fault).
     """
+    read = _read_study(data_dir, study_uid, instance_paths)
+    segs, lung_error = _segment(lungs, read.images, study_uid, data_dir)
+    preds = _predict(predictor, read.images, _model_masks(lungs, segs))
+    return _finish(data_dir, read, segs, lung_error, preds, predictor, policy, model_name,
+                   heatmaps=heatmaps, lungs=lungs)
+
+
+def score_studies(data_dir: Path, studies: Sequence[tuple[str, list[str]]], predictor: Any,
+                  policy: TriagePolicy, model_name: str, *, heatmaps: bool = True,
+                  lungs: LungModel | None = None
+                  ) -> Iterator[tuple[int, ScoredStudy | Exception]]:
+    """Score several studies together: one lung segmentation and one ``predict`` over all
+    their images, then each study finished alone (heatmaps, draft, SR, FHIR, HL7, SEG).
+
+    ``studies`` are ``(study UID, instance paths)``. Yields ``(index, outcome)`` for each
+    study as soon as it is done (a study that cannot be read comes first): its
+    :class:`ScoredStudy`, or the exception :func:`score_study` would have raised for it
+    alone (:class:`NeedsCheck`, ``ImageReadError``, a model error). One study's failure
+    never touches the others: a batched step that fails is run again study by study.
+    With one study this is :func:`score_study`.
+
+    Raises:
+        OSError, WorklistError: a resource fault (see
+            :func:`radiolens.worker.faults.resource_fault`); the studies not yet yielded
+            are not done.
+
+    Example:
+        >>> for i, outcome in score_studies(data_dir, [(uid, paths)], predictor, policy,
+        ...                                 "builtin:x"):  # doctest: +SKIP
+        ...     print(uid, outcome)
+    """
+    from radiolens.worker.faults import resource_fault
+
+    reads: dict[int, _Read] = {}
+    for i, (uid, paths) in enumerate(studies):
+        failed: Exception | None = None
+        try:
+            reads[i] = _read_study(data_dir, uid, paths)
+        except Exception as exc:
+            if resource_fault(exc):
+                raise
+            failed = exc
+        if failed is not None:
+            yield i, failed
+    if not reads:
+        return
+    lung_of = _segment_batch(lungs, reads, data_dir)
+    preds_of = _predict_batch(predictor, reads, {
+        i: _model_masks(lungs, segs) for i, (segs, _) in lung_of.items()})
+    for i, read in reads.items():
+        outcome: ScoredStudy | Exception
+        preds = preds_of[i]
+        if isinstance(preds, Exception):
+            outcome = preds
+        else:
+            segs, lung_error = lung_of[i]
+            try:
+                outcome = _finish(data_dir, read, segs, lung_error, preds, predictor, policy,
+                                  model_name, heatmaps=heatmaps, lungs=lungs)
+            except Exception as exc:
+                if resource_fault(exc):
+                    raise
+                outcome = exc
+        yield i, outcome
+
+
+@dataclass
+class _Read:
+    """The images of a study that were read and passed the input gate, with headers."""
+
+    uid: str
+    images: list[Any]
+    datasets: list[Any]
+
+
+def _read_study(data_dir: Path, study_uid: str, instance_paths: list[str]) -> _Read:
+    """Read and gate a study's images.
+
+    Raises:
+        ImageReadError: no image can be read. NeedsCheck: none passed the gate.
+        OSError: a resource fault while reading.
+    """
     import pydicom
 
     from radiolens.imaging import read_image
@@ -164,11 +248,90 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
     if errors or refused:
         logger.warning("study %s: %d images unreadable, %d refused by the input gate",
                        study_uid, len(errors), len(refused))
-    segs, lung_error = _segment(lungs, images, study_uid, data_dir)
-    model_masks = ([s.mask for s in segs] if segs is not None and lungs is not None
-                   and lungs.feeds_classifier else None)
-    preds = (predictor.predict(images, masks=model_masks) if model_masks is not None
-             else predictor.predict(images))
+    return _Read(study_uid, images, datasets)
+
+
+def _model_masks(lungs: LungModel | None, segs: list[Any] | None) -> list[Any] | None:
+    """The lung masks the classifier takes (one that crops to the lungs), or None."""
+    if segs is None or lungs is None or not lungs.feeds_classifier:
+        return None
+    return [s.mask for s in segs]
+
+
+def _predict(predictor: Any, images: list[Any], masks: list[Any] | None) -> list[Any]:
+    return (predictor.predict(images, masks=masks) if masks is not None
+            else predictor.predict(images))
+
+
+def _split(items: list[Any], reads: dict[int, _Read]) -> dict[int, list[Any]]:
+    """Cut a list over every image of ``reads`` back into one list per study."""
+    out, start = {}, 0
+    for i, read in reads.items():
+        out[i] = items[start:start + len(read.images)]
+        start += len(read.images)
+    if start != len(items):
+        raise ValueError(f"{start} images but {len(items)} results")
+    return out
+
+
+def _segment_batch(lungs: LungModel | None, reads: dict[int, _Read],
+                   data_dir: Path) -> dict[int, tuple[list[Any] | None, str | None]]:
+    """:func:`_segment` of each study, in one batched call; study by study if it fails."""
+    if lungs is not None and len(reads) > 1:
+        from radiolens.worker.faults import resource_fault
+
+        pixels = [im.pixels for read in reads.values() for im in read.images]
+        try:
+            segs = _split(list(lungs.segmenter.segment_many(pixels)), reads)
+        except Exception as exc:
+            if resource_fault(exc):
+                raise
+            logger.warning("lung segmentation of %d studies together failed (%s: %s); "
+                           "segmenting each alone", len(reads), type(exc).__name__,
+                           relative_message(str(exc), data_dir))
+        else:
+            return {i: (s, None) for i, s in segs.items()}
+    return {i: _segment(lungs, read.images, read.uid, data_dir) for i, read in reads.items()}
+
+
+def _predict_batch(predictor: Any, reads: dict[int, _Read],
+                   masks_of: dict[int, list[Any] | None]) -> dict[int, list[Any] | Exception]:
+    """Each study's predictions from one ``predict`` over all images; study by study
+    (each keeping its own error) if that fails."""
+    from radiolens.worker.faults import resource_fault
+
+    if len(reads) > 1:
+        images = [im for read in reads.values() for im in read.images]
+        masks = None
+        if any(m is not None for m in masks_of.values()):
+            masks = [m for i, read in reads.items()
+                     for m in (masks_of[i] or [None] * len(read.images))]
+        try:
+            preds = _split(_predict(predictor, images, masks), reads)
+        except Exception as exc:
+            if resource_fault(exc):
+                raise
+            logger.warning("scoring %d studies together failed (%s); scoring each alone",
+                           len(reads), type(exc).__name__)
+        else:
+            return dict(preds)
+    out: dict[int, list[Any] | Exception] = {}
+    for i, read in reads.items():
+        try:
+            out[i] = _predict(predictor, read.images, masks_of[i])
+        except Exception as exc:
+            if resource_fault(exc):
+                raise
+            out[i] = exc
+    return out
+
+
+def _finish(data_dir: Path, read: _Read, segs: list[Any] | None, lung_error: str | None,
+            preds: list[Any], predictor: Any, policy: TriagePolicy, model_name: str, *,
+            heatmaps: bool, lungs: LungModel | None) -> ScoredStudy:
+    """A study's findings, flags and priority from its predictions; its outputs written."""
+    study_uid, images, datasets = read.uid, read.images, read.datasets
+    model_masks = _model_masks(lungs, segs)
     labels: list[str] = predictor.labels
     matrix = np.array([[p.probabilities[n] for n in labels] for p in preds])
     best_image = matrix.argmax(axis=0)

@@ -1,4 +1,4 @@
-"""The job queue: claim, renew, complete, fail or release scoring jobs; outputs.
+"""The job queue: claim (one or a batch), renew, complete, fail or release scoring jobs; outputs.
 
 Resource faults (disk full, database read-only or gone) are not the study's fault:
 :func:`release_job` hands a job back without counting the attempt.
@@ -117,9 +117,36 @@ def claim_job(
     Returns:
         The claimed job (status ``running``), or None when there is nothing to do.
     """
+    jobs = claim_jobs(bind, owner, lease_seconds, limit=1, now=now)
+    return jobs[0] if jobs else None
+
+
+def claim_jobs(
+    bind: Bind,
+    owner: str,
+    lease_seconds: float = DEFAULT_LEASE_S,
+    *,
+    limit: int = 1,
+    now: dt.datetime | None = None,
+) -> list[Job]:
+    """Atomically claim up to ``limit`` jobs, in the order :func:`claim_job` hands them out.
+
+    Whatever is claimable now is claimed (never waits for more). Each job is claimed as
+    :func:`claim_job` claims one: an attempt counted, a lease of its own, and one past its
+    last attempt marked failed instead. All in one short transaction.
+
+    Raises:
+        ValueError: ``limit`` is below 1.
+
+    Example:
+        >>> jobs = claim_jobs(engine, "worker-1", 30, limit=8)  # doctest: +SKIP
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
     now = now or utcnow()
+    claimed: list[Job] = []
     with _transaction(bind) as session:
-        while True:
+        while len(claimed) < limit:
             job = session.scalars(
                 select(Job)
                 .join(Study, Study.id == Job.study_fk)
@@ -134,7 +161,7 @@ def claim_job(
                 .with_for_update(skip_locked=True, of=(Job, Study))
             ).first()
             if job is None:
-                return None
+                break
             study = session.get(Study, job.study_fk)
             if job.status == "running":
                 job.last_error = (
@@ -152,7 +179,9 @@ def claim_job(
             job.updated_at = now
             if study is not None:
                 study.status = "scoring"
-            return job
+            claimed.append(job)
+            session.flush()  # the next look no longer sees this job as claimable
+    return claimed
 
 
 def _owned_job(session: Session, job_id: int, owner: str) -> Job:
