@@ -56,7 +56,9 @@ def _header(source: pydicom.Dataset) -> pydicom.Dataset:
             header.add(elem)
     if hasattr(source, "file_meta"):
         header.file_meta = source.file_meta
-    return header
+    from radiolens.drafts.sr import _with_type2  # invalid dates emptied, as in the SR
+
+    return _with_type2(header)
 
 
 def make_lung_seg(source: pydicom.Dataset, mask: npt.ArrayLike, *, model_name: str,

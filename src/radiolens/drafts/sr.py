@@ -85,7 +85,7 @@ def _with_type2(ds: pydicom.Dataset) -> pydicom.Dataset:
     for keyword in missing + bad:
         setattr(filled, keyword, "")
     for keyword in bad:
-        logger.warning("SR source %s: %s is not a valid date; left empty",
+        logger.warning("source %s: %s is not a valid date; left empty in the output",
                        getattr(ds, "SOPInstanceUID", "?"), keyword)
     return filled
 
