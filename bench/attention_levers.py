@@ -65,12 +65,14 @@ def main() -> int:
     ap.add_argument("--lung-model", default="builtin:lungs",
                     help="segmentation model for the crop, dimming and penalty")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", metavar="JSON", help="carry over levers already measured "
+                    "with the same settings (a results file of an earlier, interrupted run)")
     args = ap.parse_args()
 
     import torch
 
-    from radiolens.logsafe import setup_logging
     from radiolens.explain.measure import masks_from_table
+    from radiolens.logsafe import setup_logging
     from radiolens.models import read_model_info
     from radiolens.segment.table import read_mask_table
     from radiolens.train import TrainConfig, train
@@ -83,6 +85,9 @@ def main() -> int:
     start_info = read_model_info(args.init)
     start_rec = start_info.validation["labels"]["abnormal"]
     results: dict[str, Any] = {"settings": vars(args), "levers": {}}
+    if args.keep:
+        previous = json.loads(Path(args.keep).read_text())
+        results["levers"].update(previous.get("levers", {}))
     t0 = time.perf_counter()
     results["start"] = {"auroc": start_rec["auroc"], "auroc_ci": start_rec["auroc_ci"],
                         "heat": heat(args.init, pairs, masks),

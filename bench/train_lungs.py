@@ -65,8 +65,20 @@ def main() -> int:
     ap.add_argument("-o", "--output", default=str(ROOT / "runs" / "lungs-unet"))
     ap.add_argument("--ship", action="store_true")
     ap.add_argument("--ship-only", metavar="RUN_DIR")
+    ap.add_argument("--finish", metavar="RUN_DIR", help="complete a run stopped early (its "
+                    "best saved weights are scored and documented), then ship it with --ship")
     args = ap.parse_args()
     command = " ".join([".venv/bin/python", "bench/train_lungs.py", *sys.argv[1:]])
+    if args.finish:
+        from radiolens.segment.train import finish_seg_run
+
+        summary = finish_seg_run(args.finish)
+        print(f"{args.finish}: validation Dice {summary['dice']['mean']:.4f} "
+              f"{summary['dice']['ci']}, IoU {summary['iou']['mean']:.4f}, "
+              f"HD95 {summary['hd95']['mean']:.1f} px")
+        if args.ship:
+            ship(Path(args.finish), command)
+        return 0
     if args.ship_only:
         ship(Path(args.ship_only), command)
         return 0

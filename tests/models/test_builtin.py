@@ -54,3 +54,29 @@ def test_pneumonia_model_ranks_the_demo_cases() -> None:
         assert r.prediction is not None
         probs[case["label"]].append(r.prediction.probabilities["pneumonia"])
     assert min(probs["PNEUMONIA"]) > max(probs["NORMAL"])
+
+
+def test_builtin_lung_model_is_complete_and_segments_a_radiograph() -> None:
+    """builtin:lungs: small, documented, its validation Dice recorded, and a plausible
+    mask for a shipped adult-like demo radiograph."""
+    from radiolens.segment import LungSegmenter, read_seg_info
+
+    folder = resolve_run_dir("builtin:lungs")
+    assert (folder / "model.safetensors").stat().st_size < 10 * 1024 * 1024
+    info = read_seg_info("builtin:lungs")
+    dice = info.validation["dice"]
+    assert dice["ci"][0] <= dice["mean"] <= dice["ci"][1]
+    assert info.training["train_pairs"] > 200
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "never replaces" in card and "cardiothoracic" in card
+    import numpy as np
+
+    yy, xx = np.mgrid[0:256, 0:256] / 255.0
+    seg = LungSegmenter("builtin:lungs").load()
+    result = seg.segment(np.clip(0.2 + 0.5 * yy * xx, 0, 1).astype(np.float32))
+    assert result.mask.shape == (256, 256)   # any input gives a mask of its own size
+
+
+def test_model_card_of_the_lung_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model-card", "builtin:lungs"]) == 0
+    assert "Lung segmentation" in capsys.readouterr().out

@@ -1,0 +1,149 @@
+"""CPU inference side by side: ``radiolens predict`` end to end per backend, and the model
+alone per backend, batch size and input size, against matrix-multiply ceilings.
+
+    .venv/bin/python bench/predict_bench.py                  # 624 Kermany radiographs
+    .venv/bin/python bench/predict_bench.py --n 200 --skip-model
+
+End to end: a fresh ``radiolens predict --backend B`` process per backend (start-up,
+reading, preprocessing and scoring, as a user runs it) on the same files, with the same
+threads; calls and AUROC are compared with ``--backend torch``. Model alone: images/second
+of each backend at batch 16 and 1 at 128 and 224 px on random inputs (median of 3 rounds),
+beside the fp32 and bf16 matmul ceilings (4096^2, torch) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1] / "shared" / "data" / "labels.csv"
+BACKENDS = ("torch", "onnx", "openvino", "auto")
+
+
+def end_to_end(files: list[str], labels: list[int], checkpoint: str, threads: int
+               ) -> dict[str, dict[str, float]]:
+    from sklearn.metrics import roc_auc_score
+
+    out: dict[str, dict[str, float]] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "files"
+        listing.mkdir()
+        for i, f in enumerate(files):  # one folder of links: the command line stays short
+            os.symlink(f, listing / f"{i:05d}{Path(f).suffix}")
+        # warm the ONNX export cache once, so no backend pays for the export
+        subprocess.run([sys.executable, "-m", "radiolens.cli.main", "-q", "predict",
+                        "--checkpoint", checkpoint, "--backend", "onnx",
+                        str(listing / f"00000{Path(files[0]).suffix}")], env=env, check=True,
+                       capture_output=True)
+        calls: dict[str, np.ndarray] = {}
+        for backend in BACKENDS:
+            dest = Path(tmp) / f"{backend}.csv"
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "radiolens.cli.main", "-q", "predict",
+                            "--checkpoint", checkpoint, "--backend", backend, "--threads",
+                            str(threads), str(listing), "-o", str(dest)], env=env, check=True)
+            seconds = time.perf_counter() - t0
+            rows = sorted(csv.DictReader(dest.open()), key=lambda r: r["path"])
+            probs = np.array([float(r["pneumonia_prob"]) for r in rows])
+            calls[backend] = np.array([r["pneumonia_call"] for r in rows])
+            out[backend] = {"seconds": round(seconds, 2),
+                            "images_per_s": round(len(files) / seconds, 1),
+                            "auroc": float(roc_auc_score(labels, probs))}
+        for backend in BACKENDS:
+            out[backend]["speed_vs_torch"] = round(out["torch"]["seconds"]
+                                                   / out[backend]["seconds"], 2)
+            out[backend]["same_calls"] = float(np.mean(calls[backend] == calls["torch"]))
+            out[backend]["auroc_change"] = out[backend]["auroc"] - out["torch"]["auroc"]
+    return out
+
+
+def model_alone(checkpoint: str, threads: int) -> dict[str, object]:
+    import torch
+
+    from radiolens.inference import Predictor
+    from radiolens.models import Preprocessing
+
+    torch.set_num_threads(threads)
+    ceilings = {}
+    a = torch.randn(4096, 4096)
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        x = a.to(dtype)
+        torch.mm(x, x)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            torch.mm(x, x)
+        ceilings[f"matmul_{name}_gflops"] = round(3 * 2 * 4096**3 / (time.perf_counter() - t0)
+                                                  / 1e9, 1)
+    table: dict[str, dict[str, float]] = {}
+    for backend in ("torch", "onnx", "openvino"):
+        for size in (128, 224):
+            with tempfile.TemporaryDirectory() as tmp:
+                # the shipped weights at another input size: same network, resized input
+                from radiolens.models import load_run, save_run
+
+                model, info = load_run(checkpoint)
+                info = info.model_copy(update={"preprocessing": Preprocessing(
+                    image_size=size, mean=info.preprocessing.mean, std=info.preprocessing.std)})
+                save_run(tmp, model, info)
+                os.environ["RADIOLENS_CACHE"] = tmp
+                p = Predictor(tmp, backend=backend, threads=threads).load()  # type: ignore[arg-type]
+                for batch in (16, 1):
+                    x = np.random.default_rng(0).standard_normal(
+                        (batch, 1, size, size)).astype(np.float32)
+                    p.predict_batch(x)
+                    rounds = []
+                    for _ in range(3):
+                        n, t0 = 0, time.perf_counter()
+                        while time.perf_counter() - t0 < 1.5:
+                            p.predict_batch(x)
+                            n += batch
+                        rounds.append(n / (time.perf_counter() - t0))
+                    table[f"{backend} {size}px b{batch}"] = {"images_per_s":
+                                                             round(float(np.median(rounds)), 1)}
+    return {"ceilings": ceilings, "model_alone": table}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="builtin:pneumonia-kermany")
+    ap.add_argument("--n", type=int, default=624)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--json", default=str(HERE / "results" / "predict_bench.json"))
+    args = ap.parse_args()
+    rows = [r for r in csv.DictReader(DATA.open()) if r["source"] == "kermany_pneumonia"]
+    rows = rows[: args.n]
+    files = [str(DATA.parent / r["image"]) for r in rows]
+    labels = [int(r["pneumonia"]) for r in rows]
+    result: dict[str, object] = {"n": len(files), "threads": args.threads,
+                                 "checkpoint": args.checkpoint}
+    e2e = end_to_end(files, labels, args.checkpoint, args.threads)
+    result["end_to_end"] = e2e
+    for backend, rec in e2e.items():
+        print(f"predict --backend {backend:8s} {rec['seconds']:6.1f} s  "
+              f"{rec['images_per_s']:6.1f} img/s  {rec['speed_vs_torch']:.2f}x torch  "
+              f"same calls {rec['same_calls']:.1%}  AUROC {rec['auroc']:.4f} "
+              f"({rec['auroc_change']:+.4f})", flush=True)
+    if not args.skip_model:
+        alone = model_alone(args.checkpoint, args.threads)
+        result.update(alone)
+        print(json.dumps(alone, indent=1))
+    Path(args.json).parent.mkdir(exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
