@@ -74,7 +74,9 @@ def test_model_json_has_the_documented_fields(tmp_path: Path, make_info: MakeInf
     assert data["format"] == "radiolens-model"
     assert data["version"] == 1
     assert data["preprocessing"] == {"image_size": 64, "channels": 1, "mean": 0.5, "std": 0.25,
-                                     "resize": "squash"}
+                                     "resize": "squash", "crop": "none",
+                                     "outside_lungs": "keep", "lung_model": "builtin:lungs",
+                                     "crop_margin": 0.05, "dim_factor": 0.3}
     assert data["created"].startswith("20") and "T" in data["created"]
     assert read_model_info(run) == ModelInfo.model_validate(data)
 
@@ -231,9 +233,9 @@ def test_unknown_builtin_lists_what_is_available() -> None:
 
 def test_builtin_reference_resolves_to_the_package_folder(
         tmp_path: Path, make_info: MakeInfo, monkeypatch: pytest.MonkeyPatch) -> None:
-    from radiolens.models import checkpoint
+    from radiolens.models import info
 
-    monkeypatch.setattr(checkpoint, "BUILTIN_DIR", tmp_path)
+    monkeypatch.setattr(info, "BUILTIN_DIR", tmp_path)
     _saved(tmp_path, make_info)  # writes tmp_path / "run"
     assert builtin_names() == ["run"]
     _, info = load_run("builtin:run")

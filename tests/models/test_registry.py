@@ -109,11 +109,14 @@ def test_models_without_torch_name_the_pip_extra() -> None:
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "from radiolens.errors import MissingDependencyError\n"
+        "import radiolens.models\n"
+        "print(radiolens.models.read_model_info('builtin:pneumonia-kermany').labels)\n"
         "try:\n"
-        "    import radiolens.models\n"
+        "    from radiolens.models import build_model\n"
         "except MissingDependencyError as exc:\n"
         "    print(exc)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
+    assert "['pneumonia']" in proc.stdout, proc.stderr      # metadata needs no torch
     assert "pip install 'radiolens[train]'" in proc.stdout, proc.stderr
