@@ -265,11 +265,12 @@ def test_lung_model_none_makes_no_lung_outputs(tiny_model: Path, store_chest: St
 
 def test_a_missing_default_lung_model_warns_once_and_scores(
         tiny_model: Path, store_chest: StoreChest, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
-    from radiolens.models.checkpoint import builtin_names
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from radiolens.models import info
 
-    if "lungs" in builtin_names():
-        pytest.skip("builtin:lungs is installed")
+    empty = tmp_path / "no-builtins"
+    empty.mkdir()
+    monkeypatch.setattr(info, "BUILTIN_DIR", empty)  # an install without builtin:lungs
     store_chest()
     store_chest()
     check_lung_model("builtin:lungs")  # the service starts without it
