@@ -124,7 +124,8 @@ def main() -> int:
     ap.add_argument("--json", default=str(HERE / "results" / "predict_bench.json"))
     args = ap.parse_args()
     rows = [r for r in csv.DictReader(DATA.open()) if r["source"] == "kermany_pneumonia"]
-    rows = rows[: args.n]
+    step = max(1, len(rows) // args.n)        # spread over the table: both classes
+    rows = rows[::step][: args.n]
     files = [str(DATA.parent / r["image"]) for r in rows]
     labels = [int(r["pneumonia"]) for r in rows]
     result: dict[str, object] = {"n": len(files), "threads": args.threads,
