@@ -30,7 +30,7 @@ def test_the_lung_model_setting_reaches_the_worker(monkeypatch: pytest.MonkeyPat
 def test_a_lung_model_that_is_not_there_is_one_line_and_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from radiolens.models.checkpoint import builtin_names
+    from radiolens.models.info import builtin_names
 
     if not builtin_names():
         pytest.skip("no builtin classifier installed for the default --model")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # numpy is not part of the core install
+    import numpy as np
+    import numpy.typing as npt
 
 T = TypeVar("T")
 
@@ -74,3 +78,42 @@ def add_scoring_options(p: argparse.ArgumentParser, *, checkpoint_help: str,
 def percent(x: float | None) -> str:
     """``0.95`` as ``95.0%``; ``None`` as ``n/a``."""
     return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def image_files(paths: Iterable[str]) -> list[str]:
+    """The DICOM/PNG/JPEG files in ``paths`` (files or folders), checked to exist.
+
+    Raises:
+        ConfigError: a path does not exist, or no image file is found.
+    """
+    from pathlib import Path
+
+    from radiolens.errors import ConfigError
+    from radiolens.imaging import iter_image_files
+
+    given = list(paths)
+    for raw in given:
+        if not Path(raw).exists():
+            raise ConfigError(f"{raw}: no such file or folder")
+    files = [str(f) for f in iter_image_files(given)]
+    if not files:
+        raise ConfigError("no DICOM, PNG or JPEG files found in " + ", ".join(given))
+    return files
+
+
+def read_each(files: list[str], desc: str
+              ) -> Iterator[tuple[str, str, npt.NDArray[np.float32], str | None]]:
+    """``(path, unique stem, pixels, error)`` per file, with a progress bar: an
+    unreadable file yields empty pixels and its error instead of stopping the command."""
+    import numpy as np
+
+    from radiolens.errors import ImageReadError
+    from radiolens.imaging import read_image
+    from radiolens.segment.overlay import unique_stems
+
+    for path, stem in progress(list(zip(files, unique_stems(files), strict=True)), desc,
+                               "img"):
+        try:
+            yield path, stem, read_image(path).pixels, None
+        except ImageReadError as exc:
+            yield path, stem, np.zeros((0, 0), np.float32), str(exc)

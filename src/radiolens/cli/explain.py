@@ -29,8 +29,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from radiolens.cli._common import progress
-    from radiolens.errors import ConfigError, ImageReadError
+    from radiolens.cli._common import image_files, read_each
+    from radiolens.errors import ConfigError
     from radiolens.explain import (
         ATTENTION_WARNING,
         attention_outside,
@@ -38,17 +38,11 @@ def run(args: argparse.Namespace) -> int:
         heat_to_uint8,
         overlay_heatmap,
     )
-    from radiolens.imaging import iter_image_files, read_image
     from radiolens.inference import Predictor
     from radiolens.segment import LungSegmenter
-    from radiolens.segment.overlay import save_png, unique_stems
+    from radiolens.segment.overlay import save_png
 
-    for raw in args.paths:
-        if not Path(raw).exists():
-            raise ConfigError(f"{raw}: no such file or folder")
-    files = [str(f) for f in iter_image_files(args.paths)]
-    if not files:
-        raise ConfigError("no DICOM, PNG or JPEG files found in " + ", ".join(args.paths))
+    files = image_files(args.paths)
     predictor = Predictor(args.checkpoint, device=args.device).load()
     labels = predictor.labels
     if args.label:
@@ -65,12 +59,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows: list[list[str]] = []
     unreadable = outside = 0
-    named = list(zip(files, unique_stems(files), strict=True))
-    for path, stem in progress(named, "explaining", "img"):
-        try:
-            pixels = read_image(path).pixels
-        except ImageReadError as exc:
-            rows.append([path, "", "", "", "", str(exc)])
+    for path, stem, pixels, error in read_each(files, "explaining"):
+        if error is not None:
+            rows.append([path, "", "", "", "", error])
             unreadable += 1
             continue
         mask = seg.segment(pixels).mask if seg is not None else None

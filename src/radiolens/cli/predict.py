@@ -7,7 +7,6 @@ import csv
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
@@ -39,17 +38,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from radiolens import DISCLAIMER
-    from radiolens.cli._common import progress
-    from radiolens.errors import ConfigError
-    from radiolens.imaging import iter_image_files
+    from radiolens.cli._common import image_files, progress
     from radiolens.inference import Predictor
 
-    for raw in args.paths:
-        if not Path(raw).exists():
-            raise ConfigError(f"{raw}: no such file or folder")
-    files = list(iter_image_files(args.paths))
-    if not files:
-        raise ConfigError("no DICOM, PNG or JPEG files found in " + ", ".join(args.paths))
+    files = image_files(args.paths)
     predictor = Predictor(args.checkpoint, device=args.device, batch_size=args.batch_size,
                           backend=args.backend, precision=args.precision,
                           threads=args.threads).load()

@@ -27,29 +27,19 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from radiolens.cli._common import progress
-    from radiolens.errors import ConfigError, ImageReadError
-    from radiolens.imaging import iter_image_files, read_image
+    from radiolens.cli._common import image_files, read_each
     from radiolens.segment import LungSegmenter
-    from radiolens.segment.overlay import overlay_mask, save_png, unique_stems
+    from radiolens.segment.overlay import overlay_mask, save_png
 
-    for raw in args.paths:
-        if not Path(raw).exists():
-            raise ConfigError(f"{raw}: no such file or folder")
-    files = [str(f) for f in iter_image_files(args.paths)]
-    if not files:
-        raise ConfigError("no DICOM, PNG or JPEG files found in " + ", ".join(args.paths))
+    files = image_files(args.paths)
     seg = LungSegmenter(args.checkpoint, device=args.device, batch_size=args.batch_size).load()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[list[str]] = []
     flagged = unreadable = 0
-    named = list(zip(files, unique_stems(files), strict=True))
-    for path, stem in progress(named, "segmenting", "img"):
-        try:
-            pixels = read_image(path).pixels
-        except ImageReadError as exc:
-            rows.append([path, "", "", "unreadable", str(exc)])
+    for path, stem, pixels, error in read_each(files, "segmenting"):
+        if error is not None:
+            rows.append([path, "", "", "unreadable", error])
             unreadable += 1
             continue
         result = seg.segment(pixels)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate_predictions,
     )
     from radiolens.models import resolve_run_dir, write_model_info
-    from radiolens.models.checkpoint import BUILTIN_PREFIX, WEIGHTS_FILE
+    from radiolens.models.info import BUILTIN_PREFIX, WEIGHTS_FILE
 
     check_threshold_method(args.method)  # a typo fails before minutes of scoring
     source = resolve_run_dir(args.checkpoint)

@@ -16,7 +16,7 @@ import yaml
 
 from radiolens import DISCLAIMER
 from radiolens.errors import CheckpointError
-from radiolens.models.checkpoint import ModelInfo, read_model_info, resolve_run_dir
+from radiolens.models.info import ModelInfo, read_model_info, resolve_run_dir
 
 __all__ = ["CARD_FILE", "read_card_text", "render_model_card"]
 

@@ -28,38 +28,17 @@ from torch import nn
 
 from radiolens.errors import CheckpointError, ConfigError
 from radiolens.models.info import (
-    BUILTIN_DIR,
-    BUILTIN_PREFIX,
     INFO_FILE,
     MODEL_FORMAT,
-    MODEL_FORMAT_VERSION,
     WEIGHTS_FILE,
     ModelInfo,
-    Preprocessing,
     _atomic_write,
-    builtin_names,
     read_model_info,
     resolve_run_dir,
-    write_model_info,
 )
 from radiolens.models.registry import build_model
 
-__all__ = [
-    "BUILTIN_DIR",
-    "BUILTIN_PREFIX",
-    "INFO_FILE",
-    "MODEL_FORMAT",
-    "MODEL_FORMAT_VERSION",
-    "WEIGHTS_FILE",
-    "ModelInfo",
-    "Preprocessing",
-    "builtin_names",
-    "load_run",
-    "read_model_info",
-    "resolve_run_dir",
-    "save_run",
-    "write_model_info",
-]
+__all__ = ["load_run", "save_run"]  # the metadata lives in radiolens.models.info
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from radiolens.errors import CheckpointError, MissingDependencyError
-from radiolens.models.checkpoint import ModelInfo
+from radiolens.models.info import ModelInfo
 from radiolens.models.onnx_runtime import onnx_session
 
 __all__ = [

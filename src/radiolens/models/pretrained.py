@@ -33,7 +33,8 @@ from torch import nn
 
 from radiolens.errors import CheckpointError, ConfigError
 from radiolens.findings import CHEXNET_ORDER
-from radiolens.models.checkpoint import ModelInfo, Preprocessing, save_run
+from radiolens.models.checkpoint import save_run
+from radiolens.models.info import ModelInfo, Preprocessing
 from radiolens.models.registry import build_model, check_model_name, head_layer
 
 __all__ = [

@@ -19,7 +19,7 @@ def save_seg_run(run_dir: str | os.PathLike[str], model: nn.Module, info: SegMod
     """Write ``model.safetensors`` and ``model.json`` to ``run_dir``."""
     from safetensors.torch import save_file
 
-    from radiolens.models.checkpoint import WEIGHTS_FILE
+    from radiolens.models.info import WEIGHTS_FILE
 
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ def load_seg_run(ref: str | os.PathLike[str], device: str | torch.device = "cpu"
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from radiolens.models.checkpoint import WEIGHTS_FILE, resolve_run_dir
+    from radiolens.models.info import WEIGHTS_FILE, resolve_run_dir
 
     info = read_seg_info(ref)
     folder = resolve_run_dir(ref)

@@ -56,7 +56,7 @@ def lung_model_setting(ref: str | None) -> str | None:
 
 
 def _default_missing(ref: str) -> bool:
-    from radiolens.models.checkpoint import builtin_names
+    from radiolens.models.info import builtin_names
 
     prefix = "builtin:"
     return (ref == DEFAULT_LUNG_MODEL
