@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", help="only rows of this split (train or val)")
     ap.add_argument("--limit", type=int, help="at most N images")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--backend", default="auto",
+                    help="auto (class activation maps from OpenVINO / ONNX Runtime, equal to "
+                         "Grad-CAM for DenseNet) or torch (MONAI Grad-CAM)")
     args = ap.parse_args(argv)
 
     from radiolens.explain.measure import masks_from_table, measure_heat_in_lungs
@@ -42,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     images = [str(p.image) for p in pairs]
     results = {}
     for ref in args.checkpoints:
-        predictor = Predictor(ref).load()
+        predictor = Predictor(ref, backend=args.backend).load()
         t0 = time.perf_counter()
         res = measure_heat_in_lungs(predictor, images, masks=masks)
         res["seconds"] = round(time.perf_counter() - t0, 1)
+        res["backend"] = predictor.backend_
         results[ref] = res
         for name, rec in res["labels"].items():
             lo, hi = rec["ci"]

@@ -9,6 +9,20 @@ import pytest
 from sqlalchemy import Engine
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """ONNX exports made by tests go to a temporary cache, not the user's home."""
+    import os
+
+    old = os.environ.get("RADIOLENS_CACHE")
+    os.environ["RADIOLENS_CACHE"] = str(tmp_path_factory.mktemp("radiolens-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RADIOLENS_CACHE", None)
+    else:
+        os.environ["RADIOLENS_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random small-vgg pneumonia model (64 px) with a threshold that flags some cases."""

@@ -27,7 +27,7 @@ import uvicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from tests.serve.conftest import TOKEN, World, free_port  # noqa: E402
 
-from radiolens.explain.gradcam import overlay_heatmap  # noqa: E402
+from radiolens.explain import overlay_heatmap  # noqa: E402
 from radiolens.imaging import to_secondary_capture  # noqa: E402
 from radiolens.receiver.scp import ingest_dataset  # noqa: E402
 from radiolens.serve import create_app  # noqa: E402

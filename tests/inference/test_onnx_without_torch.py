@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = """
 import json, sys
@@ -35,11 +36,9 @@ def test_onnx_backend_exports_once_then_runs_without_torch(tiny_model: Path,
 
     first = _run(tiny_model, tmp_path)           # no model.onnx: exported (needs torch)
     assert first["torch"] is True
-    os.environ["RADIOLENS_CACHE"] = str(tmp_path)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RADIOLENS_CACHE", str(tmp_path))
         assert onnx_cache_path(tiny_model).is_file()
-    finally:
-        del os.environ["RADIOLENS_CACHE"]
     second = _run(tiny_model, tmp_path)          # cached export: torch never imported
     assert second["torch"] is False
     img = np.linspace(0, 1, 80 * 60, dtype=np.float32).reshape(80, 60)

@@ -26,17 +26,19 @@ class ScoredSplit:
     y: npt.NDArray[np.float64]
     p: npt.NDArray[np.float32]
     unreadable: list[str]
+    inputs: npt.NDArray[np.float32] | None = None
 
 
 def score_split(predictor: Predictor, data: str, split: str | None, *,
                 default_split: str, images_root: str | None = None,
                 where: dict[str, str] | None = None, batch_size: int = 32,
-                hint: str = "", skip_missing: bool = False) -> ScoredSplit:
+                hint: str = "", skip_missing: bool = False,
+                keep_inputs: bool = False) -> ScoredSplit:
     """Read the rows of ``split`` (``all`` for every row) and score them.
 
     ``split=None`` means ``default_split``, which must then exist in the table; ``hint``
     ends the error message when it does not. ``skip_missing`` drops rows whose image file
-    does not exist instead of raising.
+    does not exist instead of raising. ``keep_inputs`` keeps the preprocessed inputs.
 
     Raises:
         ConfigError: no split given and the table has no ``default_split``.
@@ -65,6 +67,7 @@ def score_split(predictor: Predictor, data: str, split: str | None, *,
     kept: list[dict[str, Any]] = []
     batch: list[Any] = []
     probs: list[Any] = []
+    kept_inputs: list[Any] = []
     bad: list[str] = []
     for it in progress(items, "scoring", "img"):
         try:
@@ -75,16 +78,19 @@ def score_split(predictor: Predictor, data: str, split: str | None, *,
         kept.append(it)
         if len(batch) >= batch_size:
             probs.append(predictor.predict_batch(np.stack(batch)))
+            kept_inputs.extend(batch if keep_inputs else [])
             batch = []
     if batch:
         probs.append(predictor.predict_batch(np.stack(batch)))
+        kept_inputs.extend(batch if keep_inputs else [])
     if bad:
         log.warning("%d images could not be read and were left out:\n  %s", len(bad),
                     "\n  ".join(bad[:20]))
     if not kept:
         raise DatasetError("no image could be read")
     y = np.stack([np.asarray(it["label"], dtype=np.float64) for it in kept])
-    return ScoredSplit(split, kept, y, np.concatenate(probs), bad)
+    return ScoredSplit(split, kept, y, np.concatenate(probs), bad,
+                       np.stack(kept_inputs) if keep_inputs else None)
 
 
 def score_from_args(args: argparse.Namespace, *, default_split: str,

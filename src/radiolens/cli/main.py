@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "model-card": "model_card",
     "import-weights": "import_weights",
     "thresholds": "thresholds",
+    "quantize": "quantize",
     "serve": "serve",
     "requeue": "requeue",
     "send": "send",

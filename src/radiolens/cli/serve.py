@@ -29,6 +29,9 @@ def add_parser(sub: Any) -> None:
                    "skipped with a warning when not installed; none turns it off)")
     p.add_argument("--batch-studies", type=int, metavar="N", help="most queued studies the "
                    "worker scores together in one batch (default 8; 1: one at a time)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
+                   help="how the worker scores (default auto: OpenVINO when installed, else "
+                        "ONNX Runtime, else PyTorch; heatmaps then come from the same pass)")
     p.add_argument("--policy", metavar="YAML", help="thresholds/urgency overrides")
     p.add_argument("--forward-to", metavar="AE@HOST:PORT", help="send the SR back to a PACS")
     p.add_argument("--send-heatmaps", action="store_true", default=None,
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir, "db": args.db, "ae_title": args.ae_title,
         "dicom_port": args.dicom_port, "http_port": args.http_port, "host": args.host,
         "model": args.model, "lung_model": args.lung_model, "policy": args.policy,
-        "batch_studies": args.batch_studies,
+        "batch_studies": args.batch_studies, "backend": args.backend,
         "forward_to": args.forward_to,
         "hl7_to": args.hl7_to, "send_heatmaps": args.send_heatmaps,
         "memory_limit_mb": args.memory_limit_mb, "tls_cert": args.tls_cert,

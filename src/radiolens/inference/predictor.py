@@ -18,13 +18,13 @@ from radiolens.data.preprocess import preprocess
 from radiolens.errors import ConfigError, ImageReadError
 from radiolens.imaging import XrayImage, read_image
 
-__all__ = ["BACKENDS", "FilePrediction", "Prediction", "Predictor", "onnx_cache_path",
-           "resolve_backend"]
+__all__ = ["BACKENDS", "ClassActivation", "FilePrediction", "Prediction", "Predictor",
+           "onnx_cache_path", "resolve_backend"]
 
 logger = logging.getLogger(__name__)
 
 Backend = Literal["auto", "torch", "onnx", "openvino"]
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
 
 
@@ -49,13 +49,31 @@ def onnx_cache_path(run_dir: Path) -> Path:
     and ``model.json``, so a retrained or re-thresholded model is exported again."""
     import hashlib
 
-    digest = hashlib.sha256()
+    from radiolens.models.info import EXPORT_VERSION
+
+    digest = hashlib.sha256(EXPORT_VERSION.encode())
     for name in ("model.safetensors", "model.json"):
         with (run_dir / name).open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     root = Path(os.environ.get("RADIOLENS_CACHE") or Path.home() / ".cache" / "radiolens")
     return root / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
+
+
+@dataclass(frozen=True)
+class ClassActivation:
+    """The class activation maps of one scored image, from the forward pass that scored
+    it, kept so that its heatmaps cost nothing more (:meth:`Predictor.explain`).
+
+    Attributes:
+        maps: ``(labels, h, w)`` at the network's last feature map.
+        box: the lung box the model saw (``None``: the whole image).
+        image_shape: ``(H, W)`` of the image scored.
+    """
+
+    maps: npt.NDArray[np.float32]
+    box: Any
+    image_shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -66,11 +84,14 @@ class Prediction:
         probabilities: label name to probability, in the model's label order.
         thresholds: label name to the operating threshold from ``model.json``.
         flags: label name to ``probability >= threshold``.
+        activation: the image's class activation maps when the backend gave them
+            (ONNX Runtime and OpenVINO, for DenseNet and ResNets), else ``None``.
     """
 
     probabilities: dict[str, float]
     thresholds: dict[str, float]
     flags: dict[str, bool] = field(default_factory=dict)
+    activation: ClassActivation | None = field(default=None, compare=False, repr=False)
 
     @property
     def flagged(self) -> list[str]:
@@ -132,12 +153,17 @@ class Predictor:
         if backend != "torch" and str(self.device).startswith("cuda"):
             raise ConfigError(f"the {backend} backend runs on the CPU; use --backend torch "
                               "for --device cuda")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"unknown precision {self.precision!r}; use auto, fp32 or bf16")
+        if self.precision not in ("auto", "fp32", "bf16", "int8"):
+            raise ConfigError(f"unknown precision {self.precision!r}; use auto, fp32, bf16 "
+                              "or int8")
         if self.precision == "bf16" and backend == "onnx":
             raise ConfigError("ONNX Runtime runs fp32 here; use --backend openvino (or torch) "
                               "for bf16")
+        if self.precision == "int8" and backend != "openvino":
+            raise ConfigError(f"int8 runs on OpenVINO only, not {backend}; use --backend "
+                              "openvino (pip install radiolens[fast])")
         self.backend_ = backend
+        self.precision_: str = self.precision
         from radiolens.models.info import read_model_info, resolve_run_dir
 
         self.run_dir_ = resolve_run_dir(self.checkpoint)
@@ -158,14 +184,47 @@ class Predictor:
             from radiolens.models.onnx_runtime import onnx_session
 
             self.device_ = "cpu"
-            self.session_ = onnx_session(self._onnx_file(), threads=self.threads or 2)
+            self.session_ = onnx_session(self.onnx_file(), threads=self.threads or 2)
         else:
             from radiolens.models.openvino_runtime import openvino_model
 
             self.device_ = "cpu"
-            self.compiled_ = openvino_model(self._onnx_file(), threads=self.threads or 2,
-                                            precision=self.precision)
+            int8 = self._int8_file()
+            self.precision_ = "int8" if int8 is not None else self.precision
+            self.compiled_ = openvino_model(
+                int8 or self.onnx_file(), threads=self.threads or 2,
+                precision="auto" if int8 is not None else self.precision)  # type: ignore[arg-type]
         return self
+
+    def _int8_file(self) -> Path | None:
+        """The run's accepted int8 model for ``precision`` int8 or auto, else ``None``.
+
+        Raises:
+            ConfigError: int8 was asked for and the run has none that can be used.
+        """
+        if self.precision not in ("int8", "auto"):
+            return None
+        from radiolens.models.quantize import weights_sha256
+
+        record = self.info_.int8
+        why = ""
+        if record is None:
+            why = "it has no int8 model"
+        elif not record.accepted:
+            why = (f"its int8 model was refused (AUROC fell by {record.max_auroc_drop:.4f}, "
+                   f"over {record.limit})")
+        elif not (self.run_dir_ / record.file).is_file():
+            why = f"{record.file} is missing"
+        elif weights_sha256(self.run_dir_ / "model.safetensors") != record.weights_sha256:
+            why = "its int8 model was made from other weights"
+        if not why:
+            assert record is not None
+            return self.run_dir_ / record.file
+        if self.precision == "int8":
+            raise ConfigError(f"cannot score {self.checkpoint} at int8: {why}; run `radiolens "
+                              f"quantize --checkpoint {self.checkpoint} --data TABLE.csv` "
+                              "first, or use --precision auto")
+        return None
 
     @property
     def model_(self) -> Any:
@@ -185,7 +244,7 @@ class Predictor:
         self._model, _ = load_run(self.checkpoint, device=device)
         self._torch_device = device
 
-    def _onnx_file(self) -> Path:
+    def onnx_file(self) -> Path:
         """The run directory's ``model.onnx``, else an export cached by weights hash."""
         own = self.run_dir_ / "model.onnx"
         if own.is_file():
@@ -262,28 +321,43 @@ class Predictor:
 
     def predict_batch(self, batch: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """Probabilities ``(N, L)`` for preprocessed inputs ``(N, C, S, S)``."""
+        return self._forward(batch)[0]
+
+    @property
+    def gives_activations(self) -> bool:
+        """Whether a forward pass also gives the class activation maps (exported models
+        of DenseNet and ResNets on ONNX Runtime or OpenVINO): heatmaps without torch."""
+        self._check_loaded()
+        if self.compiled_ is not None:
+            return len(self.compiled_.outputs) > 1
+        return self.session_ is not None and len(self.session_.get_outputs()) > 1
+
+    def _forward(self, batch: npt.ArrayLike
+                 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        """Probabilities ``(N, L)`` and, where the backend gives them, the class
+        activation maps ``(N, L, h, w)``."""
         self._check_loaded()
         x = np.ascontiguousarray(batch, dtype=np.float32)
-        if self.compiled_ is not None:
-            logits = np.asarray(self.compiled_(x)[0], dtype=np.float32)
-            out_ov: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-            return out_ov
-        if self.session_ is not None:
-            logits = self.session_.run(None, {"image": x})[0]
-            out: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-            return out
+        if self.compiled_ is not None or self.session_ is not None:
+            outputs = (self.compiled_(x) if self.compiled_ is not None
+                       else self.session_.run(None, {"image": x}))
+            logits = np.asarray(outputs[0], dtype=np.float32)
+            cams = np.asarray(outputs[1], dtype=np.float32) if len(outputs) > 1 else None
+            probs: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+            return probs, cams
         import torch
 
         model = self.model_
         with torch.inference_mode():
             t = torch.from_numpy(x).to(self._torch_device)
-            probs = torch.sigmoid(model(t).float()).cpu().numpy()
-        return probs.astype(np.float32)
+            probs = torch.sigmoid(model(t).float()).cpu().numpy().astype(np.float32)
+        return probs, None
 
-    def _wrap(self, probs: npt.NDArray[np.float32]) -> Prediction:
+    def _wrap(self, probs: npt.NDArray[np.float32],
+              activation: ClassActivation | None = None) -> Prediction:
         th = self.thresholds
         values = {n: float(probs[j]) for j, n in enumerate(self.labels)}
-        return Prediction(values, th, {n: values[n] >= th[n] for n in values})
+        return Prediction(values, th, {n: values[n] >= th[n] for n in values}, activation)
 
     def predict(self, images: Sequence[XrayImage | npt.ArrayLike],
                 masks: Sequence[npt.ArrayLike | None] | None = None) -> list[Prediction]:
@@ -296,14 +370,54 @@ class Predictor:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             mchunk = given[start:start + self.batch_size]
-            probs = self.predict_batch(np.stack([self.preprocess(im, m)
-                                                 for im, m in zip(chunk, mchunk, strict=True)]))
-            out.extend(self._wrap(row) for row in probs)
+            prepared = [self.prepare(im, m) for im, m in zip(chunk, mchunk, strict=True)]
+            probs, cams = self._forward(np.stack([x for x, _ in prepared]))
+            for j, row in enumerate(probs):
+                act = None
+                if cams is not None:
+                    im = chunk[j]
+                    shape = (im.pixels if isinstance(im, XrayImage) else np.asarray(im)).shape
+                    act = ClassActivation(cams[j], prepared[j][1], tuple(shape))
+                out.append(self._wrap(row, act))
         return out
 
-    def iter_files(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[FilePrediction]:
+    def _read_one(self, path: Path) -> tuple[Path, npt.NDArray[np.float32] | None, str | None]:
+        try:
+            return path, self.preprocess(read_image(path)), None
+        except ImageReadError as exc:
+            return path, None, str(exc)
+
+    def _read_all(self, paths: Iterable[str | os.PathLike[str]], readers: int
+                  ) -> Iterator[tuple[Path, npt.NDArray[np.float32] | None, str | None]]:
+        """Read and preprocess files in input order, ``readers`` threads ahead of the
+        caller (decoding and resizing release the GIL), at most two batches in flight."""
+        files = (Path(p) for p in paths)
+        if readers <= 1:
+            yield from map(self._read_one, files)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        window = 2 * max(self.batch_size, readers)
+        with ThreadPoolExecutor(readers, thread_name_prefix="radiolens-read") as pool:
+            pending: deque[Any] = deque()
+            for path in files:
+                pending.append(pool.submit(self._read_one, path))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def iter_files(self, paths: Iterable[str | os.PathLike[str]],
+                   readers: int | None = None) -> Iterator[FilePrediction]:
         """Score image files in batches, in input order; an unreadable file yields its
-        error instead of a prediction (never silently dropped)."""
+        error instead of a prediction (never silently dropped).
+
+        ``readers``: threads that decode and resize the next files while a batch is
+        scored (default: 2 when the model does not need lung masks, else 1).
+        """
+        if readers is None:
+            readers = 1 if self.uses_lungs else 2
         pending: list[tuple[Path, npt.NDArray[np.float32] | None, str | None]] = []
 
         def flush() -> Iterator[FilePrediction]:
@@ -318,13 +432,9 @@ class Predictor:
             pending.clear()
 
         n_inputs = 0
-        for raw in paths:
-            path = Path(raw)
-            try:
-                pending.append((path, self.preprocess(read_image(path)), None))
-                n_inputs += 1
-            except ImageReadError as exc:
-                pending.append((path, None, str(exc)))
+        for item in self._read_all(paths, readers):
+            pending.append(item)
+            n_inputs += item[1] is not None
             if n_inputs >= self.batch_size:
                 yield from flush()
                 n_inputs = 0
@@ -336,18 +446,34 @@ class Predictor:
 
     # ------------------------------------------------------------ explanation
     def explain(self, image: XrayImage | npt.ArrayLike, label: str | None = None,
-                mask: npt.ArrayLike | None = None) -> npt.NDArray[np.float32]:
+                mask: npt.ArrayLike | None = None,
+                prediction: Prediction | None = None) -> npt.NDArray[np.float32]:
         """A Grad-CAM heatmap in [0, 1] for ``label`` (default: the first), at the input
         image's size (zero outside the lung box for models that crop to the lungs).
-        Needs the torch backend's model (always loaded)."""
-        from radiolens.explain import gradcam
 
+        With ONNX Runtime or OpenVINO and a DenseNet or ResNet, the map is the class
+        activation map (equal to Grad-CAM at the last feature map) from a forward pass,
+        or from ``prediction`` (this image's, from :meth:`predict`) at no cost: no torch.
+        Otherwise Grad-CAM with the torch model (loaded on first use)."""
         self._check_loaded()
         name = label or self.labels[0]
         if name not in self.labels:
             raise ConfigError(f"label {name!r} is not one of the model's: "
                               f"{', '.join(self.labels)}")
         pixels = image.pixels if isinstance(image, XrayImage) else np.asarray(image)
+        act = prediction.activation if prediction is not None else None
+        if act is not None and tuple(act.image_shape) != pixels.shape:
+            raise ValueError(f"the prediction was made for an image of {act.image_shape}, "
+                             f"not this one of {pixels.shape}")
+        if act is None and self._model is None and self.gives_activations:
+            x, box = self.prepare(pixels, mask)
+            cams = self._forward(x[None])[1]
+            assert cams is not None
+            act = ClassActivation(cams[0], box, pixels.shape)
+        if act is not None:
+            return self._heat_from(act, self.labels.index(name))
+        from radiolens.explain import gradcam
+
         x, box = self.prepare(pixels, mask)
         if box is None:
             return gradcam(self.model_, self.info_.architecture, x, self.labels.index(name),
@@ -357,3 +483,15 @@ class Predictor:
         heat = gradcam(self.model_, self.info_.architecture, x, self.labels.index(name),
                        output_shape=box.shape)
         return paste_box(heat, box, pixels.shape)
+
+    def _heat_from(self, act: ClassActivation, index: int) -> npt.NDArray[np.float32]:
+        from radiolens.explain.cam import cam_heatmap
+
+        size = self.info_.preprocessing.image_size
+        if act.box is None:
+            return cam_heatmap(act.maps[index], size, act.image_shape)
+        from radiolens.segment.crop import paste_box
+
+        height, width = act.image_shape[:2]
+        return paste_box(cam_heatmap(act.maps[index], size, act.box.shape), act.box,
+                         (height, width))

@@ -1,7 +1,10 @@
 """ONNX export and onnxruntime sessions for fast CPU inference.
 
 The exported graph takes ``image`` ``(batch, channels, size, size)`` float32 and returns
-``logits`` ``(batch, n_outputs)``; the batch axis is dynamic. The run's ``model.json`` is
+``logits`` ``(batch, n_outputs)``; the batch axis is dynamic. For the architectures in
+``EXACT_CAM_ARCHITECTURES`` it also returns ``cams`` ``(batch, n_outputs, h, w)``: each
+output's class activation map at the last feature map (head weights times features),
+which equals Grad-CAM there (:mod:`radiolens.explain.cam`). The run's ``model.json`` is
 embedded in the ONNX metadata (key ``radiolens_model_info``), so the label order travels
 with the file.
 
@@ -25,10 +28,12 @@ import torch
 from torch import nn
 
 from radiolens.errors import CheckpointError, MissingDependencyError
-from radiolens.models.info import ModelInfo
+from radiolens.models.info import EXACT_CAM_ARCHITECTURES, EXPORT_VERSION, ModelInfo
 from radiolens.models.onnx_runtime import onnx_session
 
 __all__ = [
+    "CAM_NAME",
+    "EXPORT_VERSION",
     "INPUT_NAME",
     "ONNX_INFO_KEY",
     "OPSET",
@@ -42,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+CAM_NAME = "cams"
 OPSET = 17
 #: ONNX metadata key that holds the run's ``model.json``.
 ONNX_INFO_KEY = "radiolens_model_info"
@@ -53,6 +59,38 @@ def _import_onnx() -> Any:
     except ImportError:
         raise MissingDependencyError("onnx", "train") from None
     return onnx
+
+
+class _WithCams(nn.Module):
+    """``model`` returning its logits and the class activation maps of every output."""
+
+    def __init__(self, model: nn.Module, feature_layer: str, head: nn.Linear) -> None:
+        super().__init__()
+        self.model = model
+        self.head = head
+        self._features: list[torch.Tensor] = []
+        model.get_submodule(feature_layer).register_forward_hook(
+            lambda _m, _i, out: self._features.append(out))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._features.clear()
+        logits = self.model(x)
+        cams = torch.einsum("lk,nkhw->nlhw", self.head.weight, self._features[-1])
+        return logits, cams
+
+
+def _exported(model: nn.Module, architecture: str) -> tuple[nn.Module, list[str]]:
+    """What to trace and its output names: with ``cams`` where they are exact."""
+    if architecture not in EXACT_CAM_ARCHITECTURES:
+        return model, [OUTPUT_NAME]
+    import copy
+
+    from radiolens.models.registry import gradcam_target_layer, head_layer
+
+    twin = copy.deepcopy(model)  # the hook must not stay on the caller's model
+    head = twin.get_submodule(head_layer(architecture))
+    assert isinstance(head, nn.Linear)
+    return _WithCams(twin, gradcam_target_layer(architecture), head), [OUTPUT_NAME, CAM_NAME]
 
 
 def export_onnx(model: nn.Module, info: ModelInfo, path: str | os.PathLike[str],
@@ -83,6 +121,8 @@ def export_onnx(model: nn.Module, info: ModelInfo, path: str | os.PathLike[str],
     dummy = torch.zeros(1, pre.channels, pre.image_size, pre.image_size, device=device)
     was_training = model.training
     model.eval()
+    traced, outputs = _exported(model, info.architecture)
+    traced.eval()
     try:
         with warnings.catch_warnings():
             # The legacy exporter is deprecated in favour of dynamo, but is 3x faster here
@@ -91,9 +131,9 @@ def export_onnx(model: nn.Module, info: ModelInfo, path: str | os.PathLike[str],
             # EfficientNet's padding makes the exporter note a Slice it cannot fold; harmless.
             warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
             torch.onnx.export(
-                model, (dummy,), str(out), dynamo=False, opset_version=OPSET,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                traced, (dummy,), str(out), dynamo=False, opset_version=OPSET,
+                input_names=[INPUT_NAME], output_names=outputs,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in outputs}},
             )
     except Exception as exc:
         raise CheckpointError(f"ONNX export of {info.architecture} failed: {exc}") from exc

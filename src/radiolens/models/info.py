@@ -27,10 +27,13 @@ __all__ = [
     "ARCHITECTURES",
     "BUILTIN_DIR",
     "BUILTIN_PREFIX",
+    "EXACT_CAM_ARCHITECTURES",
+    "EXPORT_VERSION",
     "INFO_FILE",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
     "WEIGHTS_FILE",
+    "Int8Record",
     "ModelInfo",
     "Preprocessing",
     "builtin_names",
@@ -44,6 +47,12 @@ logger = logging.getLogger(__name__)
 #: The classifier architectures ``model.json`` may name (built by ``models.registry``).
 ARCHITECTURES: tuple[str, ...] = ("densenet121", "resnet18", "resnet50", "efficientnet-b0",
                                   "small-vgg")
+#: Architectures whose Grad-CAM target layer feeds global average pooling and one linear
+#: layer, so the class activation map from that layer is exactly Grad-CAM: their ONNX
+#: export returns the maps beside the logits (heatmaps without torch).
+EXACT_CAM_ARCHITECTURES: tuple[str, ...] = ("densenet121", "resnet18", "resnet50")
+#: The ONNX export's graph version (logits + cams); cached exports of another are redone.
+EXPORT_VERSION = "2: logits + cams"
 WEIGHTS_FILE = "model.safetensors"
 INFO_FILE = "model.json"
 MODEL_FORMAT = "radiolens-model"
@@ -124,6 +133,30 @@ class Preprocessing(BaseModel):
         return list(s) if isinstance(s, list) else [s] * self.channels
 
 
+class Int8Record(BaseModel):
+    """What ``radiolens quantize`` measured for the run's int8 model (OpenVINO IR).
+
+    The int8 model is used only when ``accepted`` and ``weights_sha256`` matches the
+    run's weights; ``max_auroc_drop`` is the largest fall of any label's AUROC against
+    fp32 on ``images`` validation images (the refusal limit is ``limit``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = "model.int8.xml"
+    weights_sha256: str
+    calibration_images: int = Field(ge=1)
+    images: int = Field(ge=1)
+    split: str = "val"
+    auroc_fp32: dict[str, float | None]
+    auroc_int8: dict[str, float | None]
+    max_auroc_drop: float
+    calls_changed: int = Field(ge=0)
+    limit: float = 0.005
+    accepted: bool
+    tool: str = ""
+
+
 class ModelInfo(BaseModel):
     """The metadata written as ``model.json`` next to the weights (format version 1).
 
@@ -158,6 +191,7 @@ class ModelInfo(BaseModel):
     validation: dict[str, Any] = Field(default_factory=dict)
     created: datetime = Field(default_factory=_now)
     notes: str = ""
+    int8: Int8Record | None = None
 
     @field_validator("architecture")
     @classmethod

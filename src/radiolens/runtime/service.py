@@ -68,7 +68,8 @@ class TriageService:
         return {"data_dir": str(s.data_dir), "db": s.db, "model": s.model,
                 "policy_file": s.policy, "forward_to": s.forward_to, "hl7_to": s.hl7_to,
                 "send_heatmaps": s.send_heatmaps, "heatmaps": s.heatmaps,
-                "lung_model": s.lung_model, "batch_studies": s.batch_studies}
+                "lung_model": s.lung_model, "batch_studies": s.batch_studies,
+                "backend": s.backend}
 
     def _start_worker(self) -> None:
         from radiolens.worker import Worker, run_worker_process

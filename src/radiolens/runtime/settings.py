@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,6 +32,9 @@ class ServiceSettings(BaseModel):
                             "or builtin:NAME; none turns the lung masks and checks off")
     batch_studies: int = Field(8, ge=1, description="most queued studies the worker scores "
                                                      "together")
+    backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        "auto", description="how the worker scores: auto (OpenVINO, else ONNX Runtime, else "
+                            "PyTorch), or one of them")
     policy: str | None = Field(None, description="YAML overriding thresholds and urgency")
     forward_to: str | None = Field(None, description="AE@host:port for the SR")
     hl7_to: str | None = Field(None, description="host:port of an HL7 MLLP listener")

@@ -73,6 +73,9 @@ class Worker:
         batch_studies: most queued studies :meth:`run` claims and scores together (one
             ``predict`` over all their images); whatever is queued is taken, a lone study
             at once. 1 scores one study at a time.
+        backend: how to score (``auto``: OpenVINO, else ONNX Runtime, else PyTorch; see
+            :class:`~radiolens.inference.Predictor`). With ONNX Runtime or OpenVINO and a
+            DenseNet or ResNet the heatmaps come from the forward pass that scored.
     """
 
     def __init__(self, data_dir: str | Path, db: str | None = None,
@@ -81,7 +84,7 @@ class Worker:
                  send_heatmaps: bool = False, lease_seconds: int = 30,
                  poll_interval: float = 0.1, heatmaps: bool = True,
                  lung_model: str | None = DEFAULT_LUNG_MODEL,
-                 batch_studies: int = DEFAULT_BATCH_STUDIES) -> None:
+                 batch_studies: int = DEFAULT_BATCH_STUDIES, backend: str = "auto") -> None:
         self.data_dir = Path(data_dir)
         self.db = db
         self.model = model
@@ -94,6 +97,7 @@ class Worker:
         self.heatmaps = heatmaps
         self.lung_model = lung_model
         self.batch_studies = batch_studies
+        self.backend = backend
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.backoff = Backoff(base=1.0, cap=60.0)
         self._held: list[tuple[int, str]] = []  # jobs to hand back once the DB is writable
@@ -114,12 +118,12 @@ class Worker:
         if self.hl7_to:
             parse_host_port(self.hl7_to)
         self.engine_ = open_worklist(self.db or default_db_path(self.data_dir))
-        self.predictor_ = Predictor(self.model).load()
+        self.predictor_ = Predictor(self.model, backend=self.backend).load()  # type: ignore[arg-type]
         self.policy_ = load_policy(self.predictor_.thresholds, self.predictor_.info_.urgency,
                                    self.policy_file)
         self.lungs_ = load_lung_model(self.lung_model, self.predictor_)
-        logger.info("worker %s ready: model %s (%s)", self.owner, self.model,
-                    ", ".join(self.predictor_.labels))
+        logger.info("worker %s ready: model %s (%s) on %s", self.owner, self.model,
+                    ", ".join(self.predictor_.labels), self.predictor_.backend_)
         return self
 
     # ---------------------------------------------------------------- scoring

@@ -349,7 +349,8 @@ def _finish(data_dir: Path, read: _Read, segs: list[Any] | None, lung_error: str
     if heatmaps:
         lung_masks = [s.mask for s in segs] if segs is not None else None
         out.attempt("heatmap", lambda: _heatmaps(out, predictor, images, datasets, labels,
-                                                 best_image, flags, lung_masks, model_masks))
+                                                 best_image, flags, lung_masks, model_masks,
+                                                 preds))
     from radiolens.worker.lungs import image_check, lung_cautions
 
     check = image_check(segs[shown].quality) if segs is not None else None
@@ -452,17 +453,21 @@ class _Outputs:
 def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[Any],
               labels: list[str], best_image: Any, flags: list[str],
               lung_masks: list[Any] | None = None,
-              model_masks: list[Any] | None = None) -> None:
+              model_masks: list[Any] | None = None,
+              preds: list[Any] | None = None) -> None:
     """Grad-CAM of each flagged finding on its best image, and the share of it inside
-    that image's lungs (``lung_masks``; ``model_masks`` go to a classifier that crops)."""
+    that image's lungs (``lung_masks``; ``model_masks`` go to a classifier that crops).
+    ``preds``: the images' predictions; their class activation maps, where the backend
+    gave them, make the heatmaps free (no second pass)."""
     from radiolens.drafts import make_heatmap_sc
     from radiolens.explain import heat_in_lungs, overlay_heatmap
 
     index: dict[str, dict[str, Any]] = {}
-    for name in flags:  # a heatmap for each flagged finding (Grad-CAM costs a backward pass)
+    for name in flags:  # a heatmap for each flagged finding (Grad-CAM: a backward pass)
         idx = int(best_image[labels.index(name)])
-        heat = (predictor.explain(images[idx], name, mask=model_masks[idx])
-                if model_masks is not None else predictor.explain(images[idx], name))
+        heat = predictor.explain(images[idx], name,
+                                 mask=model_masks[idx] if model_masks is not None else None,
+                                 prediction=preds[idx] if preds is not None else None)
         rgb = overlay_heatmap(images[idx].pixels, heat)
         png = out.out_dir / f"heatmap_{_slug(name)}.png"
         _write_png(png, rgb)

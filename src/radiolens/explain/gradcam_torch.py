@@ -1,4 +1,4 @@
-"""Grad-CAM with MONAI, and a colour overlay a radiologist can look at."""
+"""Grad-CAM with MONAI (the torch path; :mod:`radiolens.explain.cam` needs no torch)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-__all__ = ["gradcam", "overlay_heatmap"]
+__all__ = ["gradcam"]
 
 #: One MONAI GradCAM per model: each GradCAM registers hooks on the model that MONAI never
 #: removes, so building one per call slowed every later call and leaked memory.
+#: MONAI's default post-processing (``default_normalizer``) maps the map's minimum to 1 and
+#: its maximum to 0, which turns the heatmap inside out (MONAI tutorials issue #1796): the
+#: regions the network ignores would glow. The raw map is kept and scaled 0..1 here.
 _CAMS: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _keep(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _cam_for(model: torch.nn.Module, layer: str) -> Any:
@@ -22,7 +29,8 @@ def _cam_for(model: torch.nn.Module, layer: str) -> Any:
 
     per_model = _CAMS.setdefault(model, {})
     if layer not in per_model:
-        per_model[layer] = GradCAM(nn_module=model, target_layers=layer)
+        per_model[layer] = GradCAM(nn_module=model, target_layers=layer,
+                                   postprocessing=_keep)
     return per_model[layer]
 
 
@@ -50,33 +58,9 @@ def gradcam(model: torch.nn.Module, architecture: str, x: npt.ArrayLike, class_i
         cam = _cam_for(model, gradcam_target_layer(architecture))
         heat = cam(x=inp, class_idx=class_index)
     model.train(was_training)
-    arr = heat.detach().float().cpu().numpy()[0, 0]
-    arr = np.nan_to_num(arr, nan=0.0)
-    lo, hi = float(arr.min()), float(arr.max())
-    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    if output_shape is not None and tuple(output_shape) != arr.shape:
-        from PIL import Image
+    from radiolens.explain.cam import normalise_map, resize_map
 
-        img = Image.fromarray(arr.astype(np.float32), mode="F")
-        arr = np.asarray(img.resize((int(output_shape[1]), int(output_shape[0])),
-                                    Image.Resampling.BILINEAR), dtype=np.float32)
+    arr = normalise_map(heat.detach().float().cpu().numpy()[0, 0])
+    if output_shape is not None:
+        arr = resize_map(arr, output_shape)
     return np.clip(arr, 0.0, 1.0).astype(np.float32)
-
-
-def overlay_heatmap(pixels: npt.ArrayLike, heat: npt.ArrayLike,
-                    alpha: float = 0.4) -> npt.NDArray[np.uint8]:
-    """Blend a heatmap (jet colour map) onto a greyscale radiograph: ``(H, W, 3)`` uint8."""
-    from matplotlib import colormaps
-
-    grey = np.asarray(pixels, dtype=np.float32)
-    h = np.asarray(heat, dtype=np.float32)
-    if h.shape != grey.shape:
-        from PIL import Image
-
-        h = np.asarray(Image.fromarray(h, mode="F").resize(
-            (grey.shape[1], grey.shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
-    coloured = colormaps["jet"](np.clip(h, 0, 1))[..., :3]
-    weight = alpha * np.clip(h, 0, 1)[..., None]
-    rgb = (1 - weight) * grey[..., None] + weight * coloured
-    out: npt.NDArray[np.uint8] = (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
-    return out
