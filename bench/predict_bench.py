@@ -7,8 +7,10 @@ alone per backend, batch size and input size, against matrix-multiply ceilings.
 End to end: a fresh ``radiolens predict --backend B`` process per backend (start-up,
 reading, preprocessing and scoring, as a user runs it) on the same files, with the same
 threads; calls and AUROC are compared with ``--backend torch``. Model alone: images/second
-of each backend at batch 16 and 1 at 128 and 224 px on random inputs (median of 3 rounds),
-beside the fp32 and bf16 matmul ceilings (4096^2, torch) measured in the same run.
+of each backend and precision (OpenVINO fp32 / bf16 / int8 calibrated with NNCF on 64 of
+the images) at batch 16 and 1 at 128 and 224 px on random inputs (median of 3 rounds),
+single-image latency p50 / p95, beside the fp32, bf16 and int8 matmul ceilings (4096^2,
+torch) measured in the same run.
 """
 
 from __future__ import annotations
@@ -68,14 +70,12 @@ def end_to_end(files: list[str], labels: list[int], checkpoint: str, threads: in
     return out
 
 
-def model_alone(checkpoint: str, threads: int) -> dict[str, object]:
+def _ceilings(threads: int) -> dict[str, float]:
+    """Matrix-multiply ceilings (4096^2, torch, ``threads`` threads): fp32, bf16, int8."""
     import torch
 
-    from radiolens.inference import Predictor
-    from radiolens.models import Preprocessing
-
     torch.set_num_threads(threads)
-    ceilings = {}
+    out = {}
     a = torch.randn(4096, 4096)
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         x = a.to(dtype)
@@ -83,34 +83,101 @@ def model_alone(checkpoint: str, threads: int) -> dict[str, object]:
         t0 = time.perf_counter()
         for _ in range(3):
             torch.mm(x, x)
-        ceilings[f"matmul_{name}_gflops"] = round(3 * 2 * 4096**3 / (time.perf_counter() - t0)
-                                                  / 1e9, 1)
-    table: dict[str, dict[str, float]] = {}
-    for backend in ("torch", "onnx", "openvino"):
-        for size in (128, 224):
-            with tempfile.TemporaryDirectory() as tmp:
-                # the shipped weights at another input size: same network, resized input
-                from radiolens.models import load_run, save_run
+        out[f"matmul_{name}_gflops"] = round(3 * 2 * 4096**3 / (time.perf_counter() - t0)
+                                             / 1e9, 1)
+    q = torch.randint(-100, 100, (4096, 4096), dtype=torch.int8)
+    torch._int_mm(q, q)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        torch._int_mm(q, q)
+    out["matmul_int8_gops"] = round(3 * 2 * 4096**3 / (time.perf_counter() - t0) / 1e9, 1)
+    return out
 
-                model, info = load_run(checkpoint)
-                info = info.model_copy(update={"preprocessing": Preprocessing(
-                    image_size=size, mean=info.preprocessing.mean, std=info.preprocessing.std)})
-                save_run(tmp, model, info)
-                os.environ["RADIOLENS_CACHE"] = tmp
-                p = Predictor(tmp, backend=backend, threads=threads).load()  # type: ignore[arg-type]
+
+def _gflop_per_image(model: object, size: int) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, size, size))  # type: ignore[operator]
+    return counter.get_total_flops() / 1e9
+
+
+def _throughput(run: object, batch: int, size: int) -> float:
+    x = np.random.default_rng(0).standard_normal((batch, 1, size, size)).astype(np.float32)
+    run(x)  # type: ignore[operator]
+    rounds = []
+    for _ in range(3):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 1.5:
+            run(x)  # type: ignore[operator]
+            n += batch
+        rounds.append(n / (time.perf_counter() - t0))
+    return round(float(np.median(rounds)), 1)
+
+
+def _latency(run: object, size: int, n: int = 40) -> dict[str, float]:
+    x = np.random.default_rng(1).standard_normal((1, 1, size, size)).astype(np.float32)
+    run(x)  # type: ignore[operator]
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        run(x)  # type: ignore[operator]
+        times.append(1000 * (time.perf_counter() - t0))
+    return {"p50_ms": round(float(np.percentile(times, 50)), 2),
+            "p95_ms": round(float(np.percentile(times, 95)), 2)}
+
+
+def model_alone(checkpoint: str, threads: int, calibration: list[str]) -> dict[str, object]:
+    """Each backend and precision at batch 16 and 1, 128 and 224 px, with single-image
+    latency, beside the matmul ceilings of the same run."""
+    import torch
+
+    from radiolens.imaging import read_image
+    from radiolens.inference import Predictor
+    from radiolens.models import Preprocessing, load_run, save_run
+    from radiolens.models.openvino_runtime import openvino_model
+    from radiolens.models.quantize import quantize_int8
+
+    ceilings = _ceilings(threads)
+    table: dict[str, dict[str, float]] = {}
+    for size in (128, 224):
+        with tempfile.TemporaryDirectory() as tmp:
+            # the shipped weights at another input size: same network, resized input
+            model, info = load_run(checkpoint)
+            gflop = _gflop_per_image(model.eval(), size)
+            info = info.model_copy(update={"int8": None, "preprocessing": Preprocessing(
+                image_size=size, mean=info.preprocessing.mean, std=info.preprocessing.std)})
+            save_run(tmp, model, info)
+            os.environ["RADIOLENS_CACHE"] = tmp
+            runs: dict[str, object] = {}
+            for backend, precision in (("torch", "fp32"), ("onnx", "fp32"),
+                                       ("openvino", "fp32"), ("openvino", "bf16")):
+                p = Predictor(tmp, backend=backend, precision=precision,  # type: ignore[arg-type]
+                              threads=threads).load()
+                runs[f"{backend} {precision}"] = p.predict_batch
+            calib = np.stack([p.preprocess(read_image(f)) for f in calibration])
+            xml = quantize_int8(p.onnx_file(), calib, Path(tmp) / "int8.xml",
+                                subset_size=len(calib))
+            runs["openvino int8"] = openvino_model(xml, threads=threads)
+            torch.set_num_threads(threads)
+            for name, run in runs.items():
+                row: dict[str, float] = {"gflop_per_image": round(gflop, 2)}
                 for batch in (16, 1):
-                    x = np.random.default_rng(0).standard_normal(
-                        (batch, 1, size, size)).astype(np.float32)
-                    p.predict_batch(x)
-                    rounds = []
-                    for _ in range(3):
-                        n, t0 = 0, time.perf_counter()
-                        while time.perf_counter() - t0 < 1.5:
-                            p.predict_batch(x)
-                            n += batch
-                        rounds.append(n / (time.perf_counter() - t0))
-                    table[f"{backend} {size}px b{batch}"] = {"images_per_s":
-                                                             round(float(np.median(rounds)), 1)}
+                    row[f"b{batch}_images_per_s"] = _throughput(run, batch, size)
+                row.update(_latency(run, size))
+                ceiling = (ceilings["matmul_int8_gops"] if "int8" in name else
+                           ceilings["matmul_bf16_gflops"] if "bf16" in name else
+                           ceilings["matmul_fp32_gflops"])
+                row["b16_fraction_of_ceiling"] = round(row["b16_images_per_s"] * gflop
+                                                       / ceiling, 3)
+                table[f"{name} {size}px"] = row
+                print(f"{name:14s} {size}px: b16 {row['b16_images_per_s']:6.1f} img/s, "
+                      f"b1 {row['b1_images_per_s']:6.1f} img/s, latency p50 "
+                      f"{row['p50_ms']:.1f} ms p95 {row['p95_ms']:.1f} ms, "
+                      f"{100 * row['b16_fraction_of_ceiling']:.0f}% of its matmul ceiling",
+                      flush=True)
     return {"ceilings": ceilings, "model_alone": table}
 
 
@@ -121,6 +188,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=624)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--json", default=str(HERE / "results" / "predict_bench.json"))
     args = ap.parse_args()
     rows = [r for r in csv.DictReader(DATA.open()) if r["source"] == "kermany_pneumonia"]
@@ -130,7 +198,8 @@ def main() -> int:
     labels = [int(r["pneumonia"]) for r in rows]
     result: dict[str, object] = {"n": len(files), "threads": args.threads,
                                  "checkpoint": args.checkpoint}
-    e2e = end_to_end(files, labels, args.checkpoint, args.threads)
+    result["load_average"] = os.getloadavg()[0]
+    e2e = {} if args.skip_e2e else end_to_end(files, labels, args.checkpoint, args.threads)
     result["end_to_end"] = e2e
     for backend, rec in e2e.items():
         print(f"predict --backend {backend:8s} {rec['seconds']:6.1f} s  "
@@ -138,9 +207,9 @@ def main() -> int:
               f"same calls {rec['same_calls']:.1%}  AUROC {rec['auroc']:.4f} "
               f"({rec['auroc_change']:+.4f})", flush=True)
     if not args.skip_model:
-        alone = model_alone(args.checkpoint, args.threads)
+        alone = model_alone(args.checkpoint, args.threads, files[:64])
         result.update(alone)
-        print(json.dumps(alone, indent=1))
+        print(json.dumps(alone["ceilings"]))
     Path(args.json).parent.mkdir(exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
