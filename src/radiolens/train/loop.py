@@ -256,7 +256,28 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
 
     Raises:
         ConfigError, DatasetError, CheckpointError: bad settings, data or run directory.
+
+    Under ``torchrun`` it trains with distributed data parallel
+    (:mod:`radiolens.train.distributed`).
     """
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % (2**32))
+    device = resolve_device(config.device)
+    from radiolens.train.distributed import join_distributed, leave_distributed
+
+    dist = join_distributed(device)
+    if dist.active and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _train(config, resume, progress, started, device, dist)
+    finally:
+        leave_distributed(dist)
+
+
+def _train(config: TrainConfig, resume: bool, progress: bool, started: float,
+           device: torch.device, dist: Any) -> TrainResult:
     from tqdm.auto import tqdm
 
     from radiolens.evaluate import choose_threshold, evaluate_predictions
@@ -268,20 +289,18 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
         load_pretrained,
         save_run,
     )
+    from radiolens.train.distributed import wrap_model
 
-    started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % (2**32))
-    device = resolve_device(config.device)
     run_dir = Path(config.output).expanduser()
     if run_dir.exists() and not resume and (run_dir / "history.csv").exists():
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue "
                           "it, or choose another -o")
     if resume:
         _check_not_complete(run_dir, config.epochs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(
+            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
 
     train_dl, val_dl = load_training_data(config)
     labels = list(train_dl.labels)
@@ -323,7 +342,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     pos_weight = None
-    sampler = None
+    sampler: Any = None
     if config.imbalance == "pos-weight":
         pos_weight = positive_weights(train_ds.labels).to(device)
         logger.info("positive weights: %s", dict(zip(labels, pos_weight.tolist(), strict=True)))
@@ -336,10 +355,21 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
         sampler = WeightedRandomSampler(weights.tolist(), num_samples=len(first),
                                         replacement=True, generator=generator)
     workers = 0 if device.type == "cpu" else config.workers
-    loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=sampler is None,
+    batch_size = config.batch_size
+    if dist.active:  # each process takes its share of every global batch, in one order
+        from torch.utils.data.distributed import DistributedSampler
+
+        if sampler is not None:
+            raise ConfigError("--imbalance sampler does not work with torchrun; use "
+                              "--imbalance pos-weight")
+        batch_size = dist.local_batch(config.batch_size)
+        sampler = DistributedSampler(train_ds, num_replicas=dist.world, rank=dist.rank,
+                                     shuffle=True, seed=config.seed, drop_last=True)
+    loader = DataLoader(train_ds, batch_size=batch_size, shuffle=sampler is None,
                         sampler=sampler, num_workers=workers, drop_last=len(train_ds) >
                         config.batch_size, generator=torch.Generator().manual_seed(config.seed),
                         pin_memory=use_cuda, persistent_workers=workers > 0)
+    net = wrap_model(model, dist, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(loader))
@@ -369,6 +399,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
     while epoch < config.epochs:
         epoch += 1
         model.train()
+        if dist.active:
+            loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         t0 = time.perf_counter()
         running, n_batches = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
@@ -379,7 +411,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
                 x = x.contiguous(memory_format=torch.channels_last)
             y = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
+                logits = net(x)
             loss = masked_bce_loss(logits, y, pos_weight)
             if attention is not None:
                 loss = loss + config.attention_penalty * attention.outside_fraction(
@@ -399,6 +431,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
                             n_batches, steps_per_epoch, running / n_batches)
         epoch_train_s = time.perf_counter() - t0
         train_seconds += epoch_train_s
+        running = dist.mean(running, n_batches) * max(n_batches, 1)  # all processes
         probs, val_loss = predict_loaded(model, val_ds, device, config.batch_size * 2,
                                          channels_last, amp)
         val_auroc, _per_label = _mean_auroc(val_ds.labels, probs)
@@ -410,10 +443,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
             info = ModelInfo(architecture=config.model, architecture_args=architecture_args,
                              task="binary" if len(labels) == 1 else "multilabel",
                              labels=labels, preprocessing=preprocessing)
-            save_run(run_dir, model, info)
+            if dist.main:
+                save_run(run_dir, model, info)
         else:
             state.epochs_without_improvement += 1
         state.epoch = epoch
+        if not dist.main:
+            if state.epochs_without_improvement >= config.patience:
+                break
+            continue
         save_training_state(state_dir, model, optimizer, scheduler, state)
         row = {"epoch": epoch, "train_loss": f"{running / max(n_batches, 1):.5f}",
                "val_loss": f"{val_loss:.5f}", "val_auroc": f"{val_auroc:.5f}",
@@ -435,6 +473,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = False) 
             break
     if writer is not None:
         writer.close()
+    if not dist.main:  # rank 0 writes the final model
+        return TrainResult(run_dir=run_dir, best_epoch=state.best_epoch,
+                           best_auroc=state.best_score, epochs_run=state.epoch,
+                           stopped_early=False, seconds=time.perf_counter() - started,
+                           train_images_per_s=0.0, validation={})
     _plot_history(history_path, run_dir / LEARNING_CURVE)
 
     # Final: the best weights, thresholds and validation metrics into model.json.
