@@ -12,6 +12,11 @@ of a study: from its C-STORE response (``storescu`` returning) to its ``scored_a
 API (``GET /api/studies``) reports it. The worker runs the model with Grad-CAM, draft,
 SR, FHIR and HL7 (and lung masks when a lung model is installed), as in production.
 
+The first setting is the worker as it was (one study at a time, PyTorch, a Grad-CAM
+backward pass per flagged finding: ``--batch-studies 1 --before-backend torch``); the
+second the service's defaults (batches of queued studies, ``--backend auto``: OpenVINO,
+int8 where the model ships one, heatmaps from the scoring pass).
+
 Prints p50 / p95 / max per setting side by side, and the ratio of the p95s; writes
 ``bench/results/burst.json`` (``--out``). On a machine busy with other work the figures are slower
 and noisier; run the settings back to back, as here, to compare them.
@@ -40,6 +45,7 @@ from crash_bench import TOKEN, Service, make_instances  # noqa: E402
 
 STORESCU = "/usr/bin/storescu"
 BATCH_ENV = "RADIOLENS_BATCH_STUDIES"
+BACKEND_ENV = "RADIOLENS_BACKEND"  # the service's settings read it (serve --backend)
 DONE = ("scored", "failed", "needs-check")
 
 
@@ -81,16 +87,21 @@ def _parse_time(text: str) -> dt.datetime:
 
 
 def run_setting(batch: int | None, files: list[Path], warm: Path, model: str, work: Path,
-                timeout: float) -> dict[str, Any]:
-    """One service with ``batch_studies`` = ``batch`` (None: the service's default)."""
+                timeout: float, backend: str | None = None) -> dict[str, Any]:
+    """One service with ``batch_studies`` = ``batch`` and the worker's ``backend`` (None:
+    the service's defaults)."""
     import httpx
 
-    name = "default" if batch is None else f"batch_studies={batch}"
-    data_dir = work / name.replace("=", "-") / "data"
+    name = ("default" if batch is None and backend is None else
+            f"batch_studies={batch or 'default'} backend={backend or 'default'}")
+    data_dir = work / name.replace("=", "-").replace(" ", "_") / "data"
     data_dir.mkdir(parents=True)
     saved = os.environ.pop(BATCH_ENV, None)
+    saved_backend = os.environ.pop(BACKEND_ENV, None)
     if batch is not None:
         os.environ[BATCH_ENV] = str(batch)
+    if backend is not None:
+        os.environ[BACKEND_ENV] = backend
     svc = Service(data_dir, model)
     try:
         svc.start()
@@ -109,8 +120,11 @@ def run_setting(batch: int | None, files: list[Path], warm: Path, model: str, wo
     finally:
         svc.stop()
         os.environ.pop(BATCH_ENV, None)
+        os.environ.pop(BACKEND_ENV, None)
         if saved is not None:
             os.environ[BATCH_ENV] = saved
+        if saved_backend is not None:
+            os.environ[BACKEND_ENV] = saved_backend
     latencies = [(_parse_time(rows[u]["scored_at"]) - sent_at[u]).total_seconds()
                  for u in uids if rows[u].get("scored_at")]
     statuses = [rows[u]["status"] for u in uids]
@@ -131,6 +145,9 @@ def main() -> int:
                     help="the setting compared with the service's default (1)")
     ap.add_argument("--size", type=int, default=512, help="image side in pixels (512)")
     ap.add_argument("--model", default="builtin:pneumonia-kermany")
+    ap.add_argument("--before-backend", default="torch",
+                    help="the worker's backend in the first setting (torch: as before; the "
+                         "default setting uses the service's, auto)")
     ap.add_argument("--timeout", type=float, default=600,
                     help="seconds to wait for the burst to be scored (600)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "burst.json",
@@ -147,8 +164,9 @@ def main() -> int:
         files = make_instances(work / "burst", args.studies + 1, size=args.size)
         warm, files = files[0], files[1:]
         runs = []
-        for batch in (args.batch_studies, None):
-            runs.append(run_setting(batch, files, warm, args.model, work, args.timeout))
+        for batch, backend in ((args.batch_studies, args.before_backend), (None, None)):
+            runs.append(run_setting(batch, files, warm, args.model, work, args.timeout,
+                                    backend))
             print(json.dumps(runs[-1]), flush=True)
     results["runs"] = runs
     results["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
