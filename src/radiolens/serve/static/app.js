@@ -750,6 +750,7 @@ function renderStudy(study, draft) {
     && state.shown.resultId === (latest ? latest.id : null));
   const keepClose = Boolean(state.shown && state.shown.uid === study.study_instance_uid
     && !$("close-form").hidden);
+  const prevUid = state.shown ? state.shown.uid : null;
   state.shown = {
     uid: study.study_instance_uid,
     resultId: latest ? latest.id : null,
@@ -770,7 +771,9 @@ function renderStudy(study, draft) {
   $("detail").dataset.final = String(final);
   renderHeader(study);
   renderReviews(study.reviews);
-  $("priority").value = study.priority;
+  // a refresh of the study shown must not overwrite a priority being typed
+  const sameStudy = prevUid === study.study_instance_uid;
+  if (!(sameStudy && document.activeElement === $("priority"))) $("priority").value = study.priority;
   const banner = $("draft-banner");
   if (final) {
     const by = (draft && draft.signed_by) || (lastSign && lastSign.reviewer) || study.reviewed_by || "";
