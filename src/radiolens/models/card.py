@@ -128,6 +128,15 @@ def render_model_card(ref: str | os.PathLike[str], name: str | None = None) -> s
               "a probability is at or above its threshold. Urgency (worklist order): "
               + (", ".join(f"{k} {v}" for k, v in info.urgency.items()) or "default") + ".",
               ""]
+    if info.int8 is not None:
+        q = info.int8
+        lines += ["## int8 model (fast CPU scoring)", "",
+                  f"{'Used' if q.accepted else 'Refused'}: quantized with {q.tool or 'NNCF'}, "
+                  f"calibrated on {q.calibration_images} images of split {q.split!r}; on "
+                  f"{q.images} images the largest AUROC drop against fp32 is "
+                  f"{q.max_auroc_drop:+.4f} (limit {q.limit}), and {q.calls_changed} calls "
+                  "changed at the operating thresholds. `--precision fp32` scores without it.",
+                  ""]
     sub_lines: list[str] = []
     for label, rec in (val.get("labels") or {}).items():
         for table, groups in (rec.get("subgroups") or {}).items():
