@@ -465,7 +465,7 @@ class Predictor:
         if act is not None and tuple(act.image_shape) != pixels.shape:
             raise ValueError(f"the prediction was made for an image of {act.image_shape}, "
                              f"not this one of {pixels.shape}")
-        if act is None and self._model is None and self.gives_activations:
+        if act is None and self.gives_activations:
             x, box = self.prepare(pixels, mask)
             cams = self._forward(x[None])[1]
             assert cams is not None
