@@ -12,7 +12,7 @@ STAMP := $(VENV)/.radiolens-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e ".[all,dev]"
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e ".[all,scale,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

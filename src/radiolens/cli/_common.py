@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # numpy is not part of the core install
     import numpy as np
@@ -22,6 +24,48 @@ def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None)
     from tqdm import tqdm
 
     yield from tqdm(items, desc=desc, unit=unit, total=total, dynamic_ncols=True, leave=False)
+
+
+@contextlib.contextmanager
+def progress_counter(desc: str, unit: str, total: int | None = None
+                     ) -> Iterator[Callable[[int], None]]:
+    """A progress bar (when stderr is a terminal) advanced by calling ``update(n)``."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, total=total, dynamic_ncols=True, leave=False)
+
+    def update(n: int) -> None:
+        bar.update(n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+class RayAddress(argparse.Action):
+    """``--ray [ADDRESS]``: no value starts a local Ray instance (``local``).
+
+    argparse gives an optional value the next word, so in ``--ray scans/`` the path would
+    become the address: a value that is not a Ray address but an existing file or folder
+    is kept in ``<dest>_paths`` for the command to use as an input."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        from radiolens.archive.ray_runtime import LOCAL, is_ray_address
+
+        value = str(values) if isinstance(values, str) else LOCAL
+        if not is_ray_address(value):
+            if not os.path.exists(value):
+                parser.error(f"{option_string} {value!r}: not a Ray address; use auto, "
+                             "HOST:PORT or ray://HOST:PORT (no value: a local Ray instance)")
+            stray = getattr(namespace, f"{self.dest}_paths", None) or []
+            setattr(namespace, f"{self.dest}_paths", [*stray, value])
+            value = LOCAL
+        setattr(namespace, self.dest, value)
 
 
 def comma_list(text: str) -> list[str]:

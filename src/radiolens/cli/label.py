@@ -7,9 +7,13 @@ import contextlib
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from radiolens.cli._common import comma_list, positive_int, progress
+from radiolens.cli._common import RayAddress, comma_list, positive_int, progress
+
+if TYPE_CHECKING:
+    from radiolens.reports.batch import LabelOutcome
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +24,8 @@ examples:
   radiolens label reports/ -o labels.csv --evidence evidence.jsonl   (a folder of .txt)
   radiolens label NLMCXR_reports.tgz -o openi.csv --workers 2       (OpenI XML)
   radiolens label notes.csv -o labels.csv --schema chexpert --rules my_rules.yaml
+  radiolens label reports.jsonl -o labels.csv --ray                (Ray Data, local)
+  radiolens label reports.jsonl -o labels.csv --ray head:6379      (a Ray cluster)
 
 values: 1 positive, 0 negative, -1 uncertain, blank not mentioned.
 """
@@ -31,8 +37,8 @@ def add_parser(sub: Any) -> None:
         description="Label free-text radiology reports: one column per finding, with "
                     "negation and uncertainty, and the evidence for every label.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="CSV, JSONL, a folder of .txt files, or OpenI XML "
-                                 "(a folder of .xml or a .tgz)")
+    p.add_argument("input", nargs="?", help="CSV, JSONL, a folder of .txt files, or OpenI XML "
+                                            "(a folder of .xml or a .tgz)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="label table to write")
     p.add_argument("--schema", default="chestxray14", choices=["chestxray14", "chexpert"],
                    help="label columns: the 14 ChestX-ray14 findings (default) or the CheXpert "
@@ -52,32 +58,58 @@ def add_parser(sub: Any) -> None:
                    help="extra rules (YAML) adding findings, synonyms or triggers; repeatable")
     p.add_argument("--evidence", metavar="OUT.jsonl",
                    help="also write, per report and finding, the sentence, phrase and rule")
-    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                   help="processes to use (default: 1)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="processes to use (default: 1); with --ray, labeller actors "
+                        "(default: one per CPU of the cluster)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, action=RayAddress,
+                   metavar="ADDRESS",
+                   help="label with Ray Data (pip install 'radiolens[scale]'): no ADDRESS "
+                        "starts a local Ray instance; auto or HOST:PORT joins a cluster")
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="on a bad record: stop (default) or report it and go on")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from radiolens.errors import ReportParseError
+    from radiolens.errors import ConfigError
     from radiolens.reports import ReportLabeler
-    from radiolens.reports.batch import label_records
     from radiolens.reports.readers import read_reports
+
+    inputs = [*getattr(args, "ray_paths", []), *([args.input] if args.input else [])]
+    if len(inputs) != 1:
+        raise ConfigError("give one input (a CSV, JSONL, folder of .txt or OpenI XML)"
+                          if not inputs else f"give one input, not {len(inputs)}: "
+                          + ", ".join(inputs))
+    labeler = ReportLabeler(args.schema, args.rules, args.sections).load()
+    records = read_reports(inputs[0], args.format, args.text_fields, args.id_field)
+    if args.ray is not None:
+        from radiolens.archive.ray_labels import label_records_ray
+        from radiolens.archive.ray_runtime import ray_session
+
+        local = None if args.workers is None else max(args.workers, os.cpu_count() or 1)
+        with ray_session(args.ray, num_cpus=local):
+            return _write(args, label_records_ray(records, labeler, workers=args.workers),
+                          labeler.columns)
+    from radiolens.reports.batch import label_records
+
+    wanted = args.workers or 1
+    workers = min(wanted, os.cpu_count() or 1) if wanted > 1 else 1
+    if workers < wanted:
+        log.info("using %d workers: this machine has %d cores", workers, workers)
+    return _write(args, label_records(records, labeler, workers=workers), labeler.columns)
+
+
+def _write(args: argparse.Namespace, outcomes: Iterable[LabelOutcome],
+           columns: Sequence[str]) -> int:
+    from radiolens.errors import ReportParseError
     from radiolens.reports.writers import AtomicWriter, EvidenceWriter, LabelTableWriter
 
-    labeler = ReportLabeler(args.schema, args.rules, args.sections).load()
-    records = read_reports(args.input, args.format, args.text_fields, args.id_field)
-    workers = min(args.workers, os.cpu_count() or 1) if args.workers > 1 else 1
-    if workers < args.workers:
-        log.info("using %d workers: this machine has %d cores", workers, workers)
     started = time.perf_counter()
     labelled = skipped = 0
     with contextlib.ExitStack() as stack:
-        table = LabelTableWriter(stack.enter_context(AtomicWriter(args.output)), labeler.columns)
+        table = LabelTableWriter(stack.enter_context(AtomicWriter(args.output)), columns)
         evidence = (EvidenceWriter(stack.enter_context(AtomicWriter(args.evidence)))
                     if args.evidence else None)
-        outcomes = label_records(records, labeler, workers=workers)
         for outcome in progress(outcomes, "labelling", "report"):
             if outcome.result is None:
                 message = f"{outcome.record.source}: {outcome.error}"
