@@ -10,8 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from radiolens.cli._common import add_scoring_options
 
 log = logging.getLogger(__name__)
@@ -49,6 +47,8 @@ def _aurocs(y: Any, p: Any, labels: list[str]) -> dict[str, float | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from radiolens.cli._scoring import score_split
     from radiolens.errors import CheckpointError, ConfigError
     from radiolens.inference import Predictor
