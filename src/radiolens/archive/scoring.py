@@ -96,23 +96,33 @@ def prepare_files(predictor: Predictor, items: Iterable[Item], hashing: bool = T
     Returns:
         The prepared files in input order, and the number skipped.
     """
-    from radiolens.imaging import read_image
-
     out: list[Prepared] = []
     skipped = 0
-    for path, known in items:
-        sha = ""
-        where = os.path.join(base, path) if base else path
-        try:
-            if hashing:
-                sha = file_sha256(where)
-                if known and sha == known:
-                    skipped += 1
-                    continue
-            out.append(Prepared(path, sha, predictor.preprocess(read_image(where))))
-        except FILE_ERRORS as exc:
-            out.append(Prepared(path, sha, None, _describe(path, exc, where)))
+    for item in items:
+        prepared = prepare_file(predictor, item, hashing, base)
+        if prepared is None:
+            skipped += 1
+        else:
+            out.append(prepared)
     return out, skipped
+
+
+def prepare_file(predictor: Predictor, item: Item, hashing: bool = True,
+                 base: str | None = None) -> Prepared | None:
+    """Hash, read and preprocess one file; ``None`` when its hash matches (skipped)."""
+    from radiolens.imaging import read_image
+
+    path, known = item
+    sha = ""
+    where = os.path.join(base, path) if base else path
+    try:
+        if hashing:
+            sha = file_sha256(where)
+            if known and sha == known:
+                return None
+        return Prepared(path, sha, predictor.preprocess(read_image(where)))
+    except FILE_ERRORS as exc:
+        return Prepared(path, sha, None, _describe(path, exc, where))
 
 
 def _describe(path: str, exc: BaseException, where: str) -> str:
@@ -179,21 +189,47 @@ def chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 class LocalScorer:
-    """Scores in this process, chunk by chunk.
+    """Scores in this process, chunk by chunk, reading ahead.
+
+    While a chunk is scored, ``readers`` threads hash, decode and resize the next one
+    (Pillow and NumPy release the GIL), so reading overlaps inference.
 
     Args:
         predictor: a loaded predictor.
         chunk_size: files per chunk (results are written after each chunk).
         hashing: hash files (needed to write the ``sha256`` column and to skip).
+        readers: reading threads (default 2; 1 when the model needs lung masks, whose
+            segmentation runs its own threads).
     """
 
-    def __init__(self, predictor: Predictor, chunk_size: int = 32, hashing: bool = True
-                 ) -> None:
+    def __init__(self, predictor: Predictor, chunk_size: int = 32, hashing: bool = True,
+                 readers: int | None = None) -> None:
         self.predictor = predictor
         self.chunk_size = chunk_size
         self.hashing = hashing
+        self.readers = readers
 
     def score(self, items: Iterable[Item]) -> Iterator[ChunkResult]:
         """Chunk results in input order."""
-        for chunk in chunks(items, self.chunk_size):
-            yield score_chunk(self.predictor, chunk, self.hashing)
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        readers = self.readers or (1 if self.predictor.uses_lungs else 2)
+        with ThreadPoolExecutor(readers, thread_name_prefix="radiolens-read") as pool:
+            def submit(chunk: list[Item]) -> list[Future[Prepared | None]]:
+                return [pool.submit(prepare_file, self.predictor, item, self.hashing)
+                        for item in chunk]
+
+            pending: list[Future[Prepared | None]] | None = None
+            for chunk in chunks(items, self.chunk_size):
+                upcoming = submit(chunk)  # read while the chunk before is scored
+                if pending is not None:
+                    yield self._finish(pending)
+                pending = upcoming
+            if pending is not None:
+                yield self._finish(pending)
+
+    def _finish(self, futures: list[Any]) -> ChunkResult:
+        done = [f.result() for f in futures]
+        prepared = [p for p in done if p is not None]
+        return ChunkResult(score_prepared(self.predictor, prepared),
+                           len(done) - len(prepared))
