@@ -9,8 +9,8 @@ reading, preprocessing and scoring, as a user runs it) on the same files, with t
 threads; calls and AUROC are compared with ``--backend torch``. Model alone: images/second
 of each backend and precision (OpenVINO fp32 / bf16 / int8 calibrated with NNCF on 64 of
 the images) at batch 16 and 1 at 128 and 224 px on random inputs (median of 3 rounds),
-single-image latency p50 / p95, beside the fp32, bf16 and int8 matmul ceilings (4096^2,
-torch) measured in the same run.
+single-image latency p50 / p95, beside the fp32, bf16 (torch) and int8 (ONNX Runtime MatMulInteger)
+matmul ceilings measured in the same run, and the CPU's vector extensions.
 """
 
 from __future__ import annotations
@@ -70,27 +70,61 @@ def end_to_end(files: list[str], labels: list[int], checkpoint: str, threads: in
     return out
 
 
+def _cpu() -> dict[str, object]:
+    """The CPU's name and the vector extensions int8 and bf16 speed depend on."""
+    flags: set[str] = set()
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if line.startswith("model name") and not name:
+                name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16",
+              "amx_int8")
+    return {"model": name, "flags": [f for f in wanted if f in flags]}
+
+
 def _ceilings(threads: int) -> dict[str, float]:
-    """Matrix-multiply ceilings (4096^2, torch, ``threads`` threads): fp32, bf16, int8."""
+    """Matrix-multiply ceilings with ``threads`` threads: fp32, bf16 (torch), int8 (ORT)."""
     import torch
 
     torch.set_num_threads(threads)
     out = {}
-    a = torch.randn(4096, 4096)
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        x = a.to(dtype)
+    # 2048^2 (bf16 1024^2: without AVX-512 BF16 or AMX, torch emulates it slowly)
+    for name, dtype, n in (("fp32", torch.float32, 2048), ("bf16", torch.bfloat16, 1024)):
+        x = torch.randn(n, n).to(dtype)
         torch.mm(x, x)
         t0 = time.perf_counter()
         for _ in range(3):
             torch.mm(x, x)
-        out[f"matmul_{name}_gflops"] = round(3 * 2 * 4096**3 / (time.perf_counter() - t0)
+        out[f"matmul_{name}_gflops"] = round(3 * 2 * n**3 / (time.perf_counter() - t0)
                                              / 1e9, 1)
-    q = torch.randint(-100, 100, (4096, 4096), dtype=torch.int8)
-    torch._int_mm(q, q)
+    # int8: ONNX Runtime's MatMulInteger (u8 x s8 -> s32), 2048^2; torch._int_mm has no
+    # fast CPU kernel here (about 2 GOPS), so it is no ceiling
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    n = 2048
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "mm",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n]),
+         helper.make_tensor_value_info("B", TensorProto.INT8, [n, n])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17)]).SerializeToString(), options,
+        providers=["CPUExecutionProvider"])
+    feed = {"A": np.random.default_rng(0).integers(0, 255, (n, n), dtype=np.uint8),
+            "B": np.random.default_rng(1).integers(-100, 100, (n, n), dtype=np.int8)}
+    sess.run(None, feed)
     t0 = time.perf_counter()
     for _ in range(3):
-        torch._int_mm(q, q)
-    out["matmul_int8_gops"] = round(3 * 2 * 4096**3 / (time.perf_counter() - t0) / 1e9, 1)
+        sess.run(None, feed)
+    out["matmul_int8_gops"] = round(3 * 2 * n**3 / (time.perf_counter() - t0) / 1e9, 1)
     return out
 
 
@@ -199,6 +233,8 @@ def main() -> int:
     result: dict[str, object] = {"n": len(files), "threads": args.threads,
                                  "checkpoint": args.checkpoint}
     result["load_average"] = os.getloadavg()[0]
+    result["cpu"] = _cpu()
+    print(f"CPU: {result['cpu']}", flush=True)
     e2e = {} if args.skip_e2e else end_to_end(files, labels, args.checkpoint, args.threads)
     result["end_to_end"] = e2e
     for backend, rec in e2e.items():
@@ -206,6 +242,8 @@ def main() -> int:
               f"{rec['images_per_s']:6.1f} img/s  {rec['speed_vs_torch']:.2f}x torch  "
               f"same calls {rec['same_calls']:.1%}  AUROC {rec['auroc']:.4f} "
               f"({rec['auroc_change']:+.4f})", flush=True)
+    Path(args.json).parent.mkdir(exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")  # end to end first
     if not args.skip_model:
         alone = model_alone(args.checkpoint, args.threads, files[:64])
         result.update(alone)
