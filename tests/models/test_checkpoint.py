@@ -69,7 +69,7 @@ def test_model_json_has_the_documented_fields(tmp_path: Path, make_info: MakeInf
     assert list(data) == [
         "format", "version", "radiolens_version", "architecture", "architecture_args", "task",
         "labels", "preprocessing", "thresholds", "threshold_method", "urgency", "training",
-        "validation", "created", "notes",
+        "validation", "created", "notes", "int8",
     ]
     assert data["format"] == "radiolens-model"
     assert data["version"] == 1
