@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # numpy is not part of the core install
@@ -117,6 +118,37 @@ def add_scoring_options(p: argparse.ArgumentParser, *, checkpoint_help: str,
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"], default="auto",
                    help="auto (default): OpenVINO when installed, else ONNX Runtime, else "
                         "PyTorch (a GPU device: PyTorch)")
+
+
+def run_destination(checkpoint: str, output: str | None, what: str) -> tuple[Path, Path]:
+    """``(source run directory, where to write)`` for commands that update a run's
+    ``model.json`` in place or write a copy to ``-o NEW_RUN_DIR`` (``thresholds``,
+    ``quantize``); ``what`` names what the copy gets, for the error message.
+
+    Raises:
+        CheckpointError: a builtin model without ``-o``, or ``-o`` is a non-empty folder.
+    """
+    from radiolens.errors import CheckpointError
+    from radiolens.models.info import BUILTIN_PREFIX, resolve_run_dir
+
+    source = resolve_run_dir(checkpoint)
+    if output is None and str(checkpoint).startswith(BUILTIN_PREFIX):
+        raise CheckpointError(f"{checkpoint} is read-only; pass -o NEW_RUN_DIR to write "
+                              f"a copy with {what}")
+    dest = Path(output).expanduser() if output else source
+    if output and dest.exists() and any(dest.iterdir()):
+        raise CheckpointError(f"{dest} exists and is not empty; choose a new folder for -o")
+    return source, dest
+
+
+def add_scale_options(p: argparse.ArgumentParser, *, workers_help: str, verb: str) -> None:
+    """``--workers N`` and ``--ray [ADDRESS]`` (``predict``, ``label``)."""
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help=workers_help)
+    p.add_argument("--ray", nargs="?", const="local", default=None, action=RayAddress,
+                   metavar="ADDRESS",
+                   help=f"{verb} with Ray Data (pip install 'radiolens[scale]'): no ADDRESS "
+                        "starts a local Ray instance; auto or HOST:PORT joins a cluster")
 
 
 def percent(x: float | None) -> str:

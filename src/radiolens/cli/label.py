@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from radiolens.cli._common import RayAddress, comma_list, positive_int, progress
+from radiolens.cli._common import add_scale_options, comma_list, progress
 
 if TYPE_CHECKING:
     from radiolens.reports.batch import LabelOutcome
@@ -58,13 +58,8 @@ def add_parser(sub: Any) -> None:
                    help="extra rules (YAML) adding findings, synonyms or triggers; repeatable")
     p.add_argument("--evidence", metavar="OUT.jsonl",
                    help="also write, per report and finding, the sentence, phrase and rule")
-    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="processes to use (default: 1); with --ray, labeller actors "
-                        "(default: one per CPU of the cluster)")
-    p.add_argument("--ray", nargs="?", const="local", default=None, action=RayAddress,
-                   metavar="ADDRESS",
-                   help="label with Ray Data (pip install 'radiolens[scale]'): no ADDRESS "
-                        "starts a local Ray instance; auto or HOST:PORT joins a cluster")
+    add_scale_options(p, verb="label", workers_help="processes to use (default: 1); with "
+                      "--ray, labeller actors (default: one per CPU of the cluster)")
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="on a bad record: stop (default) or report it and go on")
     p.set_defaults(run=run)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from radiolens.cli._common import RayAddress, positive_int
+from radiolens.cli._common import add_scale_options, positive_int
 
 if TYPE_CHECKING:
     from radiolens.archive import FileScore, PredictorSpec
@@ -56,13 +56,9 @@ def add_parser(sub: Any) -> None:
                    help="CPU threads (default 2 for ONNX Runtime and OpenVINO; 1 per worker "
                         "with --workers or --ray)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="score in N processes on this machine; with --ray, the number of "
-                        "Ray actors (default: one per CPU of the cluster)")
-    p.add_argument("--ray", nargs="?", const="local", default=None, action=RayAddress,
-                   metavar="ADDRESS",
-                   help="score with Ray Data (pip install 'radiolens[scale]'): no ADDRESS "
-                        "starts a local Ray instance; auto or HOST:PORT joins a cluster")
+    add_scale_options(p, verb="score", workers_help="score in N processes on this "
+                      "machine; with --ray, the number of Ray actors (default: one per CPU "
+                      "of the cluster)")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows already in OUT (or in OUT.partial, left by an "
                         "interrupted run) and skip their files when unchanged (same path "

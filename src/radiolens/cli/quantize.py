@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from radiolens.cli._common import add_scoring_options
+from radiolens.cli._common import add_scoring_options, run_destination
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from radiolens.cli._scoring import score_split
-    from radiolens.errors import CheckpointError, ConfigError
+    from radiolens.errors import ConfigError
     from radiolens.inference import Predictor
-    from radiolens.models import resolve_run_dir, write_model_info
-    from radiolens.models.info import BUILTIN_PREFIX, WEIGHTS_FILE, Int8Record
+    from radiolens.models import write_model_info
+    from radiolens.models.info import WEIGHTS_FILE, Int8Record
     from radiolens.models.openvino_runtime import openvino_model
     from radiolens.models.quantize import INT8_FILE, quantize_int8, weights_sha256
 
@@ -61,13 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--calibration must be at least 1, got {args.calibration}")
     if not 0 <= args.max_auroc_drop < 1:
         raise ConfigError(f"--max-auroc-drop must be in [0, 1), got {args.max_auroc_drop}")
-    source = resolve_run_dir(args.checkpoint)
-    if args.output is None and str(args.checkpoint).startswith(BUILTIN_PREFIX):
-        raise CheckpointError(f"{args.checkpoint} is read-only; pass -o NEW_RUN_DIR to write "
-                              "a copy with its int8 model")
-    dest = Path(args.output).expanduser() if args.output else source
-    if args.output and dest.exists() and any(dest.iterdir()):
-        raise CheckpointError(f"{dest} exists and is not empty; choose a new folder for -o")
+    source, dest = run_destination(args.checkpoint, args.output, "its int8 model")
     fp32 = Predictor(args.checkpoint, backend="openvino", precision="fp32",
                      batch_size=args.batch_size, threads=args.threads).load()
     scored = score_split(fp32, args.data, args.split, default_split="val",

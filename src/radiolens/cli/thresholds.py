@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from radiolens.cli._common import add_scoring_options, percent
+from radiolens.cli._common import add_scoring_options, percent, run_destination
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +34,17 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from radiolens.cli._scoring import score_from_args, subgroup_metadata
-    from radiolens.errors import CheckpointError
     from radiolens.evaluate import (
         EvaluationError,
         check_threshold_method,
         choose_threshold,
         evaluate_predictions,
     )
-    from radiolens.models import resolve_run_dir, write_model_info
-    from radiolens.models.info import BUILTIN_PREFIX, WEIGHTS_FILE
+    from radiolens.models import write_model_info
+    from radiolens.models.info import WEIGHTS_FILE
 
     check_threshold_method(args.method)  # a typo fails before minutes of scoring
-    source = resolve_run_dir(args.checkpoint)
-    if args.output is None and str(args.checkpoint).startswith(BUILTIN_PREFIX):
-        raise CheckpointError(f"{args.checkpoint} is read-only; pass -o NEW_RUN_DIR to write "
-                              "a copy with the new thresholds")
-    dest = Path(args.output).expanduser() if args.output else source
-    if args.output and dest.exists() and any(dest.iterdir()):
-        raise CheckpointError(f"{dest} exists and is not empty; choose a new folder for -o")
+    source, dest = run_destination(args.checkpoint, args.output, "the new thresholds")
     predictor, scored = score_from_args(args, default_split="val")
     info = predictor.info_
     thresholds = dict(predictor.thresholds)
