@@ -178,7 +178,9 @@ def main() -> int:
     text = json.dumps(summary, indent=2)
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{args.preset}.json").write_text(text + "\n")
+    # a run elsewhere than runs/PRESET (an experiment) keeps the shipped model's record
+    record = args.preset if args.output is None or args.ship else out.name
+    (HERE / "results" / f"{record}.json").write_text(text + "\n")
     if args.ship:
         ship(args.preset, out, args.data, threshold_method, summary["command"])
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radiolens.errors import ConfigError
@@ -9,7 +10,7 @@ from radiolens.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["cpu_has_native_bf16", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -30,3 +31,19 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError("--device cuda was asked for but no CUDA GPU is available; "
                           "use --device cpu (or auto)")
     return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), so that bf16
+    autocast speeds training up; without them torch emulates bf16 and it is slower."""
+    import torch
+
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))

@@ -59,7 +59,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threshold-method", metavar="M", help="operating threshold chosen on "
                    "validation: youden, f1, sensitivity:0.95, specificity:0.9, fixed:0.5")
     p.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None)
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None,
+                   help="train in fp32 (bf16 autocast is on by default where the GPU or CPU "
+                   "computes bf16 natively)")
     p.add_argument("--workers", type=int, metavar="N", help="data loader workers (GPU only)")
     p.add_argument("--limit", type=int, metavar="N",
                    help="use at most N training images (validation keeps all its images)")

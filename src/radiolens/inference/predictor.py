@@ -17,6 +17,7 @@ import numpy.typing as npt
 from radiolens.data.preprocess import preprocess
 from radiolens.errors import ConfigError, ImageReadError
 from radiolens.imaging import XrayImage, read_image
+from radiolens.models.onnx_runtime import onnx_cache_path
 
 __all__ = ["BACKENDS", "ClassActivation", "FilePrediction", "Prediction", "Predictor",
            "onnx_cache_path", "resolve_backend"]
@@ -42,22 +43,6 @@ def resolve_backend(backend: str) -> str:
     if openvino_available():
         return "openvino"
     return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
-
-
-def onnx_cache_path(run_dir: Path) -> Path:
-    """Where the ONNX export of ``run_dir`` is cached: named by the SHA-256 of its weights
-    and ``model.json``, so a retrained or re-thresholded model is exported again."""
-    import hashlib
-
-    from radiolens.models.info import EXPORT_VERSION
-
-    digest = hashlib.sha256(EXPORT_VERSION.encode())
-    for name in ("model.safetensors", "model.json"):
-        with (run_dir / name).open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    root = Path(os.environ.get("RADIOLENS_CACHE") or Path.home() / ".cache" / "radiolens")
-    return root / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
 
 
 @dataclass(frozen=True)
@@ -291,7 +276,8 @@ class Predictor:
         if getattr(self, "segmenter_", None) is None:
             from radiolens.segment import LungSegmenter
 
-            self.segmenter_ = LungSegmenter(self.info_.preprocessing.lung_model).load()
+            self.segmenter_ = LungSegmenter(self.info_.preprocessing.lung_model,
+                                            threads=self.threads or 2).load()
         return self.segmenter_
 
     def prepare(self, image: XrayImage | npt.ArrayLike, mask: npt.ArrayLike | None = None

@@ -8,7 +8,24 @@ from typing import Any
 
 from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
 
-__all__ = ["onnx_session"]
+__all__ = ["onnx_cache_path", "onnx_session"]
+
+
+def onnx_cache_path(run_dir: Path, kind: str = "onnx") -> Path:
+    """Where the ONNX export of ``run_dir`` is cached: named by the SHA-256 of its weights
+    and ``model.json``, so a retrained or re-thresholded model is exported again.
+    ``kind`` names the cache folder (classifiers ``onnx``, segmenters ``onnx-seg``)."""
+    import hashlib
+
+    from radiolens.models.info import EXPORT_VERSION
+
+    digest = hashlib.sha256(EXPORT_VERSION.encode())
+    for name in ("model.safetensors", "model.json"):
+        with (run_dir / name).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    root = Path(os.environ.get("RADIOLENS_CACHE") or Path.home() / ".cache" / "radiolens")
+    return root / kind / f"{digest.hexdigest()[:32]}.onnx"
 
 
 def onnx_session(path: str | os.PathLike[str], threads: int = 2) -> Any:

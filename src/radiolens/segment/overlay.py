@@ -35,7 +35,7 @@ def save_png(path: str, array: npt.ArrayLike) -> None:
     from radiolens._fs import write_atomic
 
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
     write_atomic(path, buf.getvalue())
 
 

@@ -63,3 +63,32 @@ def load_seg_run(ref: str | os.PathLike[str], device: str | torch.device = "cpu"
         raise CheckpointError(f"the weights in {weights} do not fit a {info.architecture} "
                               f"with {info.architecture_args}: {first}") from None
     return model.to(device).eval(), info
+
+
+def export_seg_onnx(model: nn.Module, info: SegModelInfo, path: str | os.PathLike[str]
+                    ) -> Path:
+    """Export a segmentation network to ONNX: input ``image`` ``(batch, 1, S, S)``,
+    output ``logits`` of the same shape, dynamic batch (legacy exporter, opset 17).
+
+    Raises:
+        CheckpointError: the export failed.
+    """
+    import warnings
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 1, info.image_size, info.image_size)
+    model = model.to("cpu").eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            # MONAI's U-Net normalises each image by itself (InstanceNorm without running
+            # statistics), which the exporter reports as "train=True": that is what we want.
+            warnings.filterwarnings("ignore", message=".*instance_norm")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(model, (dummy,), str(out), dynamo=False, opset_version=17,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    except Exception as exc:
+        raise CheckpointError(f"ONNX export of the {info.architecture} failed: {exc}") from exc
+    return out

@@ -113,7 +113,8 @@ def _write_png(path: Path, rgb: Any) -> None:
     from PIL import Image
 
     buffer = BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
+    # compress level 1: about 4x faster than the default 6 at nearly the same size
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
     _write(path, buffer.getvalue())
 
 

@@ -161,7 +161,7 @@ def _overlay_png(ctx: ServeContext, d: StudyDetail, mask_path: Path) -> bytes:
                                  f"does not fit its image ({pixels.shape[0]}x{pixels.shape[1]}); "
                                  "it is rebuilt when the study is scored again")
     buffer = BytesIO()
-    Image.fromarray(overlay_mask(pixels, mask)).save(buffer, format="PNG")
+    Image.fromarray(overlay_mask(pixels, mask)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
