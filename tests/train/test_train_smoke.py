@@ -47,6 +47,19 @@ def test_run_directory_contents(run_dir: Path) -> None:
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(float(r["train_loss"]) > 0 for r in rows)
     assert not list(run_dir.rglob("*.pt*")), "no pickled files in a run directory"
+    from radiolens.devices import cpu_has_native_bf16
+
+    # bf16 autocast is on by default exactly where this CPU computes bf16 natively
+    expected = "bf16 autocast" if cpu_has_native_bf16() else "fp32"
+    assert info["training"]["precision"] == expected
+
+
+def test_no_amp_trains_in_fp32(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fp32"
+    assert main(["-q", "train", "--data", str(dataset), "--labels", "pneumonia", "--model",
+                 "small-vgg", "--image-size", "32", "--epochs", "1", "--limit", "16",
+                 "--device", "cpu", "--no-amp", "-o", str(out)]) == 0
+    assert json.loads((out / "model.json").read_text())["training"]["precision"] == "fp32"
 
 
 def test_existing_run_needs_resume(run_dir: Path, dataset: Path,
