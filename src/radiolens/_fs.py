@@ -31,8 +31,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents durably: each new folder's entry is
+    fsynced in its parent, so a file written into it survives a crash with its path."""
+    if folder.is_dir():
+        return
+    missing = []
+    probe = folder
+    while not probe.is_dir() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(created.parent)
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and durably; create missing parent folders.
+    """Write ``data`` to ``path`` atomically and durably; create missing parent folders
+    (durably too).
 
     Args:
         path: the destination file (replaced if it exists).
@@ -49,7 +65,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         >>> write_atomic(tmp / "draft.txt", b"No acute findings.")  # doctest: +SKIP
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(dest.parent)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
     try:
         with open(tmp, "xb") as fh:
