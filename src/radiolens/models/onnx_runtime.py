@@ -8,7 +8,12 @@ from typing import Any
 
 from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
 
-__all__ = ["onnx_cache_path", "onnx_session"]
+__all__ = ["cache_root", "onnx_cache_path", "onnx_session"]
+
+
+def cache_root() -> Path:
+    """The folder of radiolens' caches: ``$RADIOLENS_CACHE``, else ``~/.cache/radiolens``."""
+    return Path(os.environ.get("RADIOLENS_CACHE") or Path.home() / ".cache" / "radiolens")
 
 
 def onnx_cache_path(run_dir: Path, kind: str = "onnx") -> Path:
@@ -24,8 +29,7 @@ def onnx_cache_path(run_dir: Path, kind: str = "onnx") -> Path:
         with (run_dir / name).open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
-    root = Path(os.environ.get("RADIOLENS_CACHE") or Path.home() / ".cache" / "radiolens")
-    return root / kind / f"{digest.hexdigest()[:32]}.onnx"
+    return cache_root() / kind / f"{digest.hexdigest()[:32]}.onnx"
 
 
 def onnx_session(path: str | os.PathLike[str], threads: int = 2) -> Any:

@@ -2,7 +2,8 @@
 
 OpenVINO reads the ONNX file directly. On CPUs with AVX-512 BF16 or AMX it compiles to
 bf16 by default; ``precision="fp32"`` asks for fp32 explicitly. One stream and a latency
-hint with ``threads`` inference threads keep a shared machine usable.
+hint with ``threads`` inference threads keep a shared machine usable. Compiled models are
+cached (``$RADIOLENS_CACHE/openvino``), so only the first load pays for compiling.
 """
 
 from __future__ import annotations
@@ -56,13 +57,29 @@ def openvino_model(path: str | os.PathLike[str], threads: int = 2,
                               "PERFORMANCE_HINT": "LATENCY"}
     if precision != "auto":
         config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
+    cache = _compiled_cache()
+    if cache is not None:  # compiling takes about a second; a cached blob loads at once
+        config["CACHE_DIR"] = str(cache)
     core = ov.Core()
     try:
-        model = core.read_model(str(file))
-        return core.compile_model(model, "CPU", config)
+        return core.compile_model(str(file), "CPU", config)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise CheckpointError(f"OpenVINO cannot load {file}: {first}") from exc
+
+
+def _compiled_cache() -> Path | None:
+    """OpenVINO's cache of compiled models (keyed by OpenVINO on the model file and the
+    settings), under :func:`~radiolens.models.onnx_runtime.cache_root`; None when it
+    cannot be created (a read-only home): then each load compiles again."""
+    from radiolens.models.onnx_runtime import cache_root
+
+    folder = cache_root() / "openvino"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
 
 
 def compiled_precision(compiled: Any) -> str:
