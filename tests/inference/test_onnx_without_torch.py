@@ -81,6 +81,7 @@ def test_openvino_and_auto_give_the_same_scores(tiny_model: Path, tmp_path: Path
         got = [p.probabilities["pneumonia"] for p in ov.predict(images)]
         np.testing.assert_allclose(got, eager, atol=tol)
     assert resolve_backend("auto") == "openvino"
+    assert list((tmp_path / "openvino").iterdir()), "compiled models are cached"
     auto = Predictor(tiny_model, backend="auto").load()
     assert auto.backend_ == "openvino"
     with pytest.raises(ConfigError, match="bf16"):
