@@ -71,3 +71,23 @@ def test_unknown_backend_is_a_clear_error(tiny_seg_model: Path) -> None:
         LungSegmenter(tiny_seg_model, backend="tensorrt").load()
     assert json.loads((tiny_seg_model / "model.json").read_text())["format"] == \
         "radiolens-seg-model"
+
+
+def test_auto_falls_back_to_torch_when_the_export_fails(tiny_seg_model: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    from radiolens.errors import CheckpointError
+    from radiolens.segment import LungSegmenter, run
+
+    def broken(*_args: object, **_kwargs: object) -> Path:
+        raise CheckpointError("ONNX export of the unet failed: no exporter")
+
+    monkeypatch.setenv("RADIOLENS_CACHE", str(tmp_path))  # nothing exported yet
+    monkeypatch.setattr(run, "export_seg_onnx", broken)
+    seg = LungSegmenter(tiny_seg_model).load()
+    assert seg.backend_ == "torch"
+    assert "using PyTorch" in caplog.text
+    assert seg.segment(_image()).mask.shape == (90, 70)
+    with pytest.raises(CheckpointError, match="no exporter"):
+        LungSegmenter(tiny_seg_model, backend="onnx").load()

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from radiolens.data.preprocess import resize_square
-from radiolens.errors import ConfigError
+from radiolens.errors import CheckpointError, ConfigError, MissingDependencyError
 from radiolens.segment.info import SegModelInfo, read_seg_info
 from radiolens.segment.postprocess import clean_mask
 from radiolens.segment.quality import MaskQuality, assess_mask
@@ -87,9 +87,15 @@ class LungSegmenter:
             raise ConfigError("the onnx segmentation backend runs on the CPU; use "
                               "device='cpu' or backend='torch'")
         if use_onnx:
-            self.session_, self.info_ = self._onnx_session()
-            self.backend_ = "onnx"
-            return self
+            try:
+                self.session_, self.info_ = self._onnx_session()
+                self.backend_ = "onnx"
+                return self
+            except (CheckpointError, MissingDependencyError) as exc:
+                if self.backend == "onnx":
+                    raise
+                logger.warning("lung segmentation through ONNX Runtime is not possible (%s); "
+                               "using PyTorch", exc)
         from radiolens.segment.run import load_seg_run
 
         self.model_, self.info_ = load_seg_run(self.checkpoint, device=self.device)
