@@ -116,17 +116,20 @@ def test_burst_from_concurrent_associations_is_all_recorded_in_grouped_commits(
     # first instances queue behind it and must be committed as one group
     assert receiver.committer_ is not None
     committer = receiver.committer_
-    _wait_until(lambda: committer.pending == associations - 1, "three queued instances")
+    # (on a loaded machine two first instances can arrive before the committer wakes
+    # and form the held group together: then two queue behind it, not three)
+    _wait_until(lambda: bool(gate.sizes) and gate.sizes[0] + committer.pending
+                == associations, "every association's first instance held or queued")
     gate.release.set()
     for proc in senders:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
     total = per_association * associations
     assert sum(gate.sizes) == total
-    assert gate.sizes[:2] == [1, associations - 1]
+    assert sum(gate.sizes[:2]) == associations and gate.sizes[1] > 1  # queued: one group
     assert len(commits) == len(gate.sizes) < total  # one transaction per group
     assert committer.stats["groups"] == len(gate.sizes)
-    assert committer.stats["largest_group"] >= associations - 1
+    assert committer.stats["largest_group"] >= gate.sizes[1]
     assert _count(engine, Instance) == total
     assert _count(engine, Job) == total  # one-instance studies
     assert _count(engine, Patient) == 6
