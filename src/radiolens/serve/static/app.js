@@ -748,6 +748,13 @@ function renderStudy(study, draft) {
   const keepForm = Boolean(state.review && state.shown && !state.review.amend && !final
     && state.shown.uid === study.study_instance_uid
     && state.shown.resultId === (latest ? latest.id : null));
+  // an amendment being written survives a refresh of the same study, unless someone
+  // signed a newer version meanwhile (then it starts again from that one)
+  const keepAmend = Boolean(state.review && state.review.amend && state.shown && final
+    && state.shown.uid === study.study_instance_uid
+    && state.shown.resultId === (latest ? latest.id : null)
+    && (state.shown.lastSign ? state.shown.lastSign.version : null)
+      === (lastSign ? lastSign.version : null));
   const keepClose = Boolean(state.shown && state.shown.uid === study.study_instance_uid
     && !$("close-form").hidden);
   const prevUid = state.shown ? state.shown.uid : null;
@@ -821,7 +828,7 @@ function renderStudy(study, draft) {
   $("amend").hidden = !(final && latest);
   $("draft-text").hidden = false;
   $("report-heading").hidden = false;
-  if (keepForm) { // same result: keep the reviewer's calls
+  if (keepForm || keepAmend) { // same result: keep the reviewer's calls
     $("review-form").hidden = false;
     $("draft-text").hidden = true;
     $("report-heading").hidden = true;
