@@ -111,22 +111,23 @@ def test_burst_from_concurrent_associations_is_all_recorded_in_grouped_commits(
     per_association, associations = 8, 4
     files = [[write_dicom(tmp_path / "in", f"a{a}i{i}", patient_id=f"P{(a * 10 + i) % 6}")
               for i in range(per_association)] for a in range(associations)]
-    senders = [_storescu(receiver, chunk) for chunk in files]
-    # the first C-STORE to arrive is held in the committer; the other associations'
-    # first instances queue behind it and must be committed as one group
+    # the first association's first C-STORE is held in the committer; the other
+    # associations start only then, and their first instances, queued behind it, must
+    # be committed as one group
+    senders = [_storescu(receiver, files[0])]
+    _wait_until(lambda: gate.sizes == [1], "the first instance held")
+    senders += [_storescu(receiver, chunk) for chunk in files[1:]]
     assert receiver.committer_ is not None
     committer = receiver.committer_
-    # (on a loaded machine two first instances can arrive before the committer wakes
-    # and form the held group together: then two queue behind it, not three)
-    _wait_until(lambda: bool(gate.sizes) and gate.sizes[0] + committer.pending
-                == associations, "every association's first instance held or queued")
+    _wait_until(lambda: committer.pending == associations - 1,
+                "every other association's first instance queued")
     gate.release.set()
     for proc in senders:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
     total = per_association * associations
     assert sum(gate.sizes) == total
-    assert sum(gate.sizes[:2]) == associations and gate.sizes[1] > 1  # queued: one group
+    assert gate.sizes[:2] == [1, associations - 1]  # those queued: one group
     assert len(commits) == len(gate.sizes) < total  # one transaction per group
     assert committer.stats["groups"] == len(gate.sizes)
     assert committer.stats["largest_group"] >= gate.sizes[1]
