@@ -118,6 +118,8 @@ def main() -> int:
     ap.add_argument("--outside-lungs", choices=["keep", "dim"], default="keep")
     ap.add_argument("--attention-penalty", type=float, default=0.0)
     ap.add_argument("--shortcut-augment", action="store_true")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="moving average of the weights (radiolens train --ema)")
     ap.add_argument("--ship", action="store_true",
                     help="write the result (fp16) and its card to "
                          "src/radiolens/models/builtin/PRESET")
@@ -156,7 +158,7 @@ def main() -> int:
                          threshold_method=threshold_method, limit=args.limit, device="cpu",
                          init=args.init, crop=args.crop, outside_lungs=args.outside_lungs,
                          attention_penalty=args.attention_penalty,
-                         shortcut_augment=args.shortcut_augment)
+                         shortcut_augment=args.shortcut_augment, ema=args.ema)
     result = train(config, progress=sys.stderr.isatty())
     rec = result.validation["labels"][str(preset["labels"])]
     val_files = [line.split(",")[0] for line in

@@ -62,6 +62,47 @@ def test_no_amp_trains_in_fp32(dataset: Path, tmp_path: Path) -> None:
     assert json.loads((out / "model.json").read_text())["training"]["precision"] == "fp32"
 
 
+def test_weight_average_follows_the_weights_with_its_decay() -> None:
+    import torch
+
+    from radiolens.train.loop import _WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        net[0].weight.fill_(0.0)
+    average = _WeightAverage(net, decay=0.5)
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[1].num_batches_tracked.fill_(7)
+    average.update()  # first update: decay min(0.5, 2/11) -> mostly the new weights
+    first = average.model[0].weight[0, 0].item()
+    assert first == pytest.approx(1.0 - 2.0 / 11.0)
+    average.update()  # then at most 0.5 of the old value is kept
+    assert average.model[0].weight[0, 0].item() == pytest.approx(1.0 - (1.0 - first) * 3 / 12)
+    assert int(average.model[1].num_batches_tracked) == 7  # integer buffers are copied
+    assert net[0].weight[0, 0].item() == 1.0  # the trained model is untouched
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_ema_run_saves_the_average_and_resumes(dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ema"
+    args = ["-q", "train", "--data", str(dataset), "--model", "small-vgg", "--image-size",
+            "32", "--batch-size", "16", "--device", "cpu", "--ema", "0.9", "-o", str(out)]
+    assert main([*args, "--epochs", "1"]) == 0
+    state = load_file(str(out / "state" / "state.safetensors"))
+    saved = load_file(str(out / "model.safetensors"))
+    # the saved model is the average, not the last weights
+    key = next(k for k in saved if k.endswith("weight") and saved[k].ndim > 1)
+    assert saved[key].float().allclose(state[f"ema.{key}"].float(), atol=1e-3)
+    assert not state[f"model.{key}"].allclose(state[f"ema.{key}"])
+    assert json.loads((out / "state" / "state.json").read_text())["extra"]["ema_updates"] > 0
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert info["training"]["config"]["ema"] == 0.9
+
+
 def test_existing_run_needs_resume(run_dir: Path, dataset: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "--data", str(dataset), "--model", "small-vgg", "--image-size",

@@ -85,6 +85,9 @@ def add_parser(sub: Any) -> None:
                    "term on the class activation map outside the lungs (default 0: off)")
     p.add_argument("--shortcut-augment", action="store_true", default=None,
                    help="augmentation that breaks border and marker shortcuts")
+    p.add_argument("--ema", type=float, metavar="DECAY", help="validate and keep an "
+                   "exponential moving average of the weights (e.g. 0.99; default 0: off): "
+                   "steadier epochs, often a better model")
     p.add_argument("--tensorboard", action="store_true", default=None)
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.set_defaults(run=run)
@@ -96,7 +99,7 @@ FIELDS = ("data", "output", "data_format", "images_root", "report_labels", "labe
           "augment", "patience", "threshold_method", "device", "amp", "workers", "limit",
           "limit_val", "half", "skip_unreadable", "skip_missing", "tensorboard", "crop",
           "outside_lungs", "dim_factor", "lung_model", "attention_penalty",
-          "shortcut_augment")
+          "shortcut_augment", "ema")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -83,6 +83,9 @@ class TrainConfig(BaseModel):
                                "outside the lungs (0: off)")
     shortcut_augment: bool = Field(False, description="augmentation that breaks border and "
                                                       "marker shortcuts")
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average "
+                                                     "of the weights, which validation and "
+                                                     "the saved model use (0: off; e.g. 0.99)")
 
     @field_validator("model")
     @classmethod

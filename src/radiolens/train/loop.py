@@ -136,6 +136,35 @@ class _ActivationMap:
         return ((cam * (1.0 - inside)).sum(dim=(2, 3)) / total).mean()
 
 
+class _WeightAverage:
+    """An exponential moving average of a model's weights (``--ema``), kept in a copy.
+
+    The decay ramps up as ``(1 + n) / (10 + n)`` over the first updates (capped at
+    ``decay``), so a short fine-tuning run is not dominated by its starting weights.
+    Integer buffers (BatchNorm's batch counter) are copied.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        self.model.requires_grad_(False)
+        self._pairs = list(zip(self.model.state_dict().values(),
+                               model.state_dict().values(), strict=True))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for mine, theirs in self._pairs:
+            if mine.is_floating_point():
+                mine.lerp_(theirs.detach(), 1.0 - decay)
+            else:
+                mine.copy_(theirs)
+
+
 def _mean_auroc(y: npt.NDArray[np.float32], p: npt.NDArray[np.float32]) -> tuple[float,
                                                                                  list[float]]:
     from radiolens.evaluate import auroc
@@ -345,6 +374,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, started: float,
                     ", channels-last" if channels_last else "")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    # made before any hook or wrapper touches the model, so the copy carries none
+    average = _WeightAverage(model, config.ema) if config.ema > 0 else None
 
     pos_weight = None
     sampler: Any = None
@@ -384,7 +415,10 @@ def _train(config: TrainConfig, resume: bool, progress: bool, started: float,
     state = TrainingState()
     state_dir = run_dir / "state"
     if resume:
-        state = load_training_state(state_dir, model, optimizer, scheduler)
+        state = load_training_state(state_dir, model, optimizer, scheduler,
+                                    average.model if average is not None else None)
+        if average is not None:
+            average.updates = int(state.extra.get("ema_updates", 0))
         logger.info("resuming after epoch %d (best AUROC %.4f at epoch %d)", state.epoch,
                     state.best_score, state.best_epoch)
 
@@ -427,6 +461,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, started: float,
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update()
             running += loss.item()
             n_batches += 1
             images_seen += len(x)
@@ -438,7 +474,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, started: float,
         train_seconds += epoch_train_s
         running = dist.mean(running, n_batches) * max(n_batches, 1)  # all processes
         # validation in fp32, as inference runs: the threshold is chosen on these numbers
-        probs, val_loss = predict_loaded(model, val_ds, device, config.batch_size * 2,
+        judged = average.model if average is not None else model
+        probs, val_loss = predict_loaded(judged, val_ds, device, config.batch_size * 2,
                                          channels_last)
         val_auroc, _per_label = _mean_auroc(val_ds.labels, probs)
         improved = math.isfinite(val_auroc) and val_auroc > state.best_score
@@ -450,7 +487,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, started: float,
                              task="binary" if len(labels) == 1 else "multilabel",
                              labels=labels, preprocessing=preprocessing)
             if dist.main:
-                save_run(run_dir, model, info)
+                save_run(run_dir, judged, info)
         else:
             state.epochs_without_improvement += 1
         state.epoch = epoch
@@ -458,7 +495,10 @@ def _train(config: TrainConfig, resume: bool, progress: bool, started: float,
             if state.epochs_without_improvement >= config.patience:
                 break
             continue
-        save_training_state(state_dir, model, optimizer, scheduler, state)
+        if average is not None:
+            state.extra["ema_updates"] = average.updates
+        save_training_state(state_dir, model, optimizer, scheduler, state,
+                            average.model if average is not None else None)
         row = {"epoch": epoch, "train_loss": f"{running / max(n_batches, 1):.5f}",
                "val_loss": f"{val_loss:.5f}", "val_auroc": f"{val_auroc:.5f}",
                "lr": f"{scheduler.get_last_lr()[0]:.3e}", "seconds": f"{epoch_train_s:.1f}",

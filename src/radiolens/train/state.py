@@ -51,12 +51,17 @@ def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 def save_training_state(folder: str | Path, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer,
                         scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-                        state: TrainingState) -> None:
-    """Write the state to ``folder`` atomically (a crash leaves the previous state intact)."""
+                        state: TrainingState, averaged: torch.nn.Module | None = None) -> None:
+    """Write the state to ``folder`` atomically (a crash leaves the previous state intact).
+
+    ``averaged``: the moving average of the weights (``--ema``), kept beside them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous()
                for k, v in model.state_dict().items()}
+    if averaged is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous()
+                        for k, v in averaged.state_dict().items()})
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     tensors.update(opt_tensors)
     meta = {
@@ -85,8 +90,12 @@ def _jsonable(value: Any) -> Any:
 
 def load_training_state(folder: str | Path, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer,
-                        scheduler: torch.optim.lr_scheduler.LRScheduler | None) -> TrainingState:
+                        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+                        averaged: torch.nn.Module | None = None) -> TrainingState:
     """Restore what :func:`save_training_state` wrote into the given objects.
+
+    ``averaged`` gets the saved moving average of the weights, or the weights themselves
+    when the state has none (a run that did not average before).
 
     Raises:
         CheckpointError: the folder holds no state, or a state from another model.
@@ -111,6 +120,9 @@ def load_training_state(folder: str | Path, model: torch.nn.Module,
         raise CheckpointError(f"the training state in {folder} belongs to a different model "
                               f"({len(missing)} missing, {len(unexpected)} unexpected weights); "
                               "use the same --model and labels as the run you resume")
+    if averaged is not None:
+        ema = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        averaged.load_state_dict(ema or weights)
     opt_meta = meta["optimizer"]
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
