@@ -47,6 +47,58 @@ def test_scores_a_study_and_writes_outputs(tiny_model: Path, store_study: StoreS
     assert (data_dir / result.heatmap_paths["pneumonia"]).is_file()
 
 
+def test_a_study_is_on_the_worklist_before_its_outputs(tiny_model: Path,
+                                                       store_study: StoreStudy,
+                                                       tmp_path: Path) -> None:
+    uid = store_study()
+    data_dir = tmp_path / "data"
+    worker = Worker(data_dir, model=str(tiny_model), hl7_to="127.0.0.1:9",
+                    output_lag_s=3600).load()
+    assert worker.run_batch(defer_outputs=True) == 1
+    engine = open_worklist(default_db_path(data_dir))
+    study = get_study(engine, uid)
+    out = data_dir / "results" / uid
+    # scored, prioritised, with its heatmap and draft: what the radiologist sees first
+    assert study is not None and study.status == "scored" and study.flags == ["pneumonia"]
+    assert set(study.outputs_pending or []) == {"sr", "fhir", "hl7", "heatmap_sc", "lung_seg"}
+    assert (out / "lung_mask.png").is_file()  # the viewer's lung overlay comes at once
+    [result] = list_results(engine, uid)
+    assert result.draft_text and result.sr_path is None
+    assert (data_dir / result.heatmap_paths["pneumonia"]).is_file()
+    assert not (out / "sr.dcm").exists() and due_deliveries(engine) == []
+    # not overdue yet while more studies are queued; built once the lag has passed
+    assert worker.build_pending_outputs(overdue_only=True) == 0
+    worker.output_lag_s = 0.0
+    assert worker.build_pending_outputs(overdue_only=True) == 1
+    study = get_study(engine, uid)
+    assert study is not None and study.outputs_pending is None and study.error is None
+    [result] = list_results(engine, uid)
+    assert result.sr_path == f"results/{uid}/sr.dcm" and (out / "sr.dcm").is_file()
+    assert (out / "oru.hl7").is_file() and (out / "heatmap_pneumonia_sc.dcm").is_file()
+    assert (out / "lung_seg.dcm").is_file()
+    assert [d.kind for d in due_deliveries(engine)] == ["hl7"]
+    assert worker.build_pending_outputs() == 0  # nothing left
+
+
+def test_outputs_a_stopped_worker_left_are_built_by_the_next(tiny_model: Path,
+                                                            store_study: StoreStudy,
+                                                            tmp_path: Path) -> None:
+    uid = store_study()
+    data_dir = tmp_path / "data"
+    first = Worker(data_dir, model=str(tiny_model)).load()
+    assert first.run_batch(defer_outputs=True) == 1
+    # the first worker stops here (killed): its in-memory list of outputs is gone
+    del first
+    out = data_dir / "results" / uid
+    assert not (out / "sr.dcm").exists()
+    second = Worker(data_dir, model=str(tiny_model)).load()
+    assert second.retry_outputs() >= 3
+    study = get_study(second.engine_, uid)
+    assert study is not None and study.outputs_pending is None and study.error is None
+    assert (out / "sr.dcm").is_file() and (out / "fhir.json").is_file()
+    assert second.retry_outputs() == 0  # and it stays built
+
+
 def test_unreadable_study_fails_at_once_with_a_relative_path(tiny_model: Path,
                                                              store_study: StoreStudy,
                                                              tmp_path: Path) -> None:

@@ -8,6 +8,14 @@ count an attempt: the job is handed back and the worker backs off (1 s doubling 
 and keeps running. Queued studies are claimed and scored in batches (``batch_studies``,
 whatever is queued now): one batched lung segmentation and ``predict`` over all their
 images, then each study is finished and its job settled on its own.
+
+A study is on the worklist (``scored``, with its priority, heatmaps and draft) before its
+standard outputs (SR, lung Segmentation, heatmap Secondary Capture, FHIR, HL7) are
+built: :meth:`Worker.run` builds them as soon as the queue is empty, or once they have
+waited ``output_lag_s`` (so a long stream of studies never starves them), then queues
+their delivery. The outputs still to build are recorded with the score
+(``Study.outputs_pending``); a worker that stopped in between builds them when it
+starts again.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ DEFAULT_BATCH_STUDIES = 8
 BATCH_STUDIES_ENV = "RADIOLENS_BATCH_STUDIES"
 #: Seconds between passes that build the structured outputs scored studies lack.
 OUTPUT_RETRY_INTERVAL_S = 60.0
+#: Longest a scored study's standard outputs wait while more studies are queued.
+DEFAULT_OUTPUT_LAG_S = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +86,8 @@ class Worker:
         backend: how to score (``auto``: OpenVINO, else ONNX Runtime, else PyTorch; see
             :class:`~radiolens.inference.Predictor`). With ONNX Runtime or OpenVINO and a
             DenseNet or ResNet the heatmaps come from the forward pass that scored.
+        output_lag_s: longest the standard outputs of a scored study wait while more
+            studies are queued (scoring comes first; see the module's docstring).
     """
 
     def __init__(self, data_dir: str | Path, db: str | None = None,
@@ -84,7 +96,8 @@ class Worker:
                  send_heatmaps: bool = False, lease_seconds: int = 30,
                  poll_interval: float = 0.1, heatmaps: bool = True,
                  lung_model: str | None = DEFAULT_LUNG_MODEL,
-                 batch_studies: int = DEFAULT_BATCH_STUDIES, backend: str = "auto") -> None:
+                 batch_studies: int = DEFAULT_BATCH_STUDIES, backend: str = "auto",
+                 output_lag_s: float = DEFAULT_OUTPUT_LAG_S) -> None:
         self.data_dir = Path(data_dir)
         self.db = db
         self.model = model
@@ -98,6 +111,9 @@ class Worker:
         self.lung_model = lung_model
         self.batch_studies = batch_studies
         self.backend = backend
+        self.output_lag_s = output_lag_s
+        #: scored studies whose standard outputs are still to build: uid -> (when, study)
+        self._later: dict[str, tuple[float, Any]] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.backoff = Backoff(base=1.0, cap=60.0)
         self._held: list[tuple[int, str]] = []  # jobs to hand back once the DB is writable
@@ -158,9 +174,13 @@ class Worker:
         """
         return self.run_batch(1) > 0
 
-    def run_batch(self, limit: int | None = None) -> int:
+    def run_batch(self, limit: int | None = None, *, defer_outputs: bool = False) -> int:
         """Claim up to ``limit`` jobs (default ``batch_studies``), score them together and
         return how many were claimed (0: the queue is empty).
+
+        Each study is on the worklist before its standard outputs are built; they are
+        built before this returns, unless ``defer_outputs`` (then
+        :meth:`build_pending_outputs` builds them: :meth:`run` does).
 
         Claims whatever is queued now and never waits for a full batch, so a lone study is
         scored at once. The studies share one lung segmentation and one ``predict``; each
@@ -183,6 +203,8 @@ class Worker:
         jobs = claim_jobs(self.engine_, self.owner, self.lease_seconds, limit=limit)
         if jobs:
             self._score_jobs([(job.id, job.study_fk, job.attempts) for job in jobs])
+        if not defer_outputs:
+            self.build_pending_outputs()
         return len(jobs)
 
     def _score_jobs(self, jobs: list[tuple[int, int, int]]) -> None:
@@ -241,7 +263,8 @@ class Worker:
         first_error: Exception | None = None
         for index, outcome in score_studies(self.data_dir, studies, self.predictor_,
                                             self.policy_, str(self.model),
-                                            heatmaps=self.heatmaps, lungs=self.lungs_):
+                                            heatmaps=self.heatmaps, lungs=self.lungs_,
+                                            defer_outputs=True):
             job_id, uid, attempt = scoring[index]
             if len(jobs) > 1 and time.monotonic() - claimed > self.lease_seconds / 2:
                 claimed = time.monotonic()
@@ -279,7 +302,6 @@ class Worker:
             complete_job,
             fail_job,
             mark_needs_check,
-            record_output_errors,
         )
 
         if isinstance(outcome, NeedsCheck):
@@ -294,17 +316,48 @@ class Worker:
                      permanent=isinstance(outcome, ImageReadError))
             return
         scored = outcome
+        self._later.pop(uid, None)  # an earlier scoring's outputs are not wanted now
         complete_job(self.engine_, job_id, self.owner, model=str(self.model),
                      model_version=self.predictor_.info_.radiolens_version,
                      findings=scored.findings, flags=scored.flags, priority=scored.priority,
                      thresholds=scored.thresholds, heatmap_paths=scored.heatmap_paths,
                      draft_text=scored.draft_text, sr_path=scored.sr_path,
-                     image_check=scored.image_check, lungs=scored.lungs)
-        record_output_errors(self.engine_, uid, scored.output_errors)
+                     image_check=scored.image_check, lungs=scored.lungs,
+                     outputs_pending=scored.pending)
         logger.info("scored study %s in %.2f s: priority %d, flags %s", uid,
                     time.monotonic() - t0, scored.priority, scored.flags or "none")
         if scored.image_check:
             logger.warning("study %s: check image: %s", uid, scored.image_check)
+        if scored.pending:
+            self._later[uid] = (time.monotonic(), scored)
+        else:
+            self._settle_outputs(uid, scored)
+
+    def build_pending_outputs(self, overdue_only: bool = False) -> int:
+        """Build the standard outputs of the studies this worker scored (oldest first),
+        record them and queue their delivery; return how many studies were done.
+
+        ``overdue_only``: only those that have waited ``output_lag_s`` or longer.
+
+        Raises:
+            WorklistError, OSError: a resource fault; the studies not done stay pending.
+        """
+        done = 0
+        for uid, (since, scored) in list(self._later.items()):
+            if overdue_only and time.monotonic() - since < self.output_lag_s:
+                break  # oldest first: the rest are younger
+            scored.build_pending()
+            self._settle_outputs(uid, scored)
+            self._later.pop(uid, None)
+            done += 1
+        return done
+
+    def _settle_outputs(self, uid: str, scored: Any) -> None:
+        """Record a scored study's built outputs and queue their delivery."""
+        from radiolens.worklist import complete_outputs
+
+        complete_outputs(self.engine_, uid, errors=scored.output_errors,
+                         sr_path=scored.sr_path)
         self._queue_deliveries(uid, scored, set(scored.output_errors) | {
             "sr", "hl7", "heatmap", "lung_seg"})
 
@@ -328,15 +381,16 @@ class Worker:
         """Build again the outputs scored studies are missing; return how many it built."""
         from radiolens.worker.scoring import score_study
         from radiolens.worklist import (
+            complete_outputs,
             list_instances,
             record_output_errors,
             studies_missing_outputs,
-            update_result_outputs,
         )
 
         built = 0
-        for study in studies_missing_outputs(self.engine_):
-            uid, missing = study.study_instance_uid, set(study.output_errors or {})
+        for study in studies_missing_outputs(self.engine_, skip=list(self._later)):
+            uid = study.study_instance_uid
+            missing = set(study.output_errors or {}) | set(study.outputs_pending or [])
             paths = [inst.path for inst in list_instances(self.engine_, uid)]
             try:
                 scored = score_study(self.data_dir, uid, paths, self.predictor_,
@@ -348,9 +402,9 @@ class Worker:
                 record_output_errors(self.engine_, uid, {
                     name: f"{type(exc).__name__}: {exc}" for name in missing})
                 continue
-            update_result_outputs(self.engine_, uid, sr_path=scored.sr_path,
-                                  heatmap_paths=scored.heatmap_paths, lungs=scored.lungs)
-            record_output_errors(self.engine_, uid, scored.output_errors)
+            complete_outputs(self.engine_, uid, errors=scored.output_errors,
+                             sr_path=scored.sr_path, heatmap_paths=scored.heatmap_paths,
+                             lungs=scored.lungs)
             now_built = missing - set(scored.output_errors)
             built += len(now_built)
             self._queue_deliveries(uid, scored, now_built)
@@ -395,7 +449,9 @@ class Worker:
         last_pass = last_retry = 0.0
         while not stop.is_set():
             try:
-                busy = self.run_batch() > 0
+                busy = self.run_batch(defer_outputs=True) > 0
+                # scoring first: outputs when the queue is empty, or once overdue
+                self.build_pending_outputs(overdue_only=busy)
                 now = time.monotonic()
                 if now - last_retry > OUTPUT_RETRY_INTERVAL_S:
                     last_retry = now

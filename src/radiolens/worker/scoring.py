@@ -7,7 +7,11 @@ model (:mod:`radiolens.worker.lungs`) every image is segmented once; the mask fe
 classifier that crops to the lungs, and the mask of the image shown with the heatmap is
 written as ``lung_mask.png`` and ``lung_seg.dcm``. An implausible mask does not stop
 scoring: the study carries ``image_check``, and a flagged finding whose heatmap lies
-mostly outside the lungs says so in the draft. Images that fail the input
+mostly outside the lungs says so in the draft. With ``defer_outputs`` a study is
+finished in two steps: what the worklist and the viewer need at once (scores, flags,
+priority, heatmaps, draft, lung mask) first, the standard outputs for the PACS and RIS
+(SR, lung Segmentation, heatmap Secondary Capture, FHIR, HL7) when
+:meth:`ScoredStudy.build_pending` is called. Images that fail the input
 gate (:func:`radiolens.imaging.gate.assess_image`) are not scored: when no image passes,
 :class:`NeedsCheck` is raised and the study becomes ``needs-check``. Messages name files
 relative to the data folder, never by absolute path.
@@ -21,6 +25,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +35,13 @@ from radiolens.errors import ImageReadError, RadiolensError
 from radiolens.worker.lungs import LungModel
 from radiolens.worker.policy import TriagePolicy
 
-__all__ = ["NeedsCheck", "ScoredStudy", "relative_message", "score_studies",
-           "score_study"]
+__all__ = ["LATER_OUTPUTS", "NeedsCheck", "ScoredStudy", "relative_message",
+           "score_studies", "score_study"]
 
 logger = logging.getLogger(__name__)
+
+#: The outputs ``defer_outputs`` leaves for :meth:`ScoredStudy.build_pending`.
+LATER_OUTPUTS = ("sr", "fhir", "hl7", "lung_seg", "heatmap_sc")
 
 
 @dataclass
@@ -60,6 +68,27 @@ class ScoredStudy:
     heat_in_lungs: dict[str, float] = field(default_factory=dict)
     #: what the worklist stores about the lungs (see ``radiolens.worklist.Study.lungs``)
     lungs: dict[str, Any] | None = None
+    #: outputs not built yet (names from :data:`LATER_OUTPUTS`): see :meth:`build_pending`
+    pending: tuple[str, ...] = ()
+    _later: Any = field(default=None, repr=False, compare=False)
+
+    def build_pending(self) -> None:
+        """Build the outputs left for later and fill in their paths (``sr_path``,
+        ``fhir_path``, ``hl7_path``, ``lung_seg_path``, ``heatmap_sc_paths``) and
+        ``output_errors``. Does nothing when none is pending.
+
+        Raises:
+            OSError, WorklistError: a resource fault (disk full): nothing is marked
+                built, so calling again later builds them all.
+        """
+        if self._later is None:
+            return
+        out = self._later()
+        self._later, self.pending = None, ()
+        self.sr_path, self.fhir_path = out.paths.get("sr"), out.paths.get("fhir")
+        self.hl7_path, self.lung_seg_path = out.paths.get("hl7"), out.paths.get("lung_seg")
+        self.heatmap_sc_paths = dict(out.heatmap_sc_paths)
+        self.output_errors = dict(out.errors)
 
 
 class NeedsCheck(Exception):
@@ -120,13 +149,14 @@ def _write_png(path: Path, rgb: Any) -> None:
 
 def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predictor: Any,
                 policy: TriagePolicy, model_name: str, *, heatmaps: bool = True,
-                lungs: LungModel | None = None) -> ScoredStudy:
+                lungs: LungModel | None = None, defer_outputs: bool = False) -> ScoredStudy:
     """Score every image of a study and write the results under ``results/<uid>/``.
 
     The study's probability for a finding is the highest over its images; the heatmap of
     a flagged finding is made on the image that scored highest for it. ``lungs``: the
     lung segmentation (None: none); the lung outputs are of the shown image (see
-    :func:`shown_image`).
+    :func:`shown_image`). ``defer_outputs``: leave the standard outputs
+    (:data:`LATER_OUTPUTS`) to :meth:`ScoredStudy.build_pending`.
 
     Raises:
         ImageReadError: no image of the study can be read (retrying will not help).
@@ -137,12 +167,12 @@ def score_study(data_dir: Path, study_uid: str, instance_paths: list[str], predi
     segs, lung_error = _segment(lungs, read.images, study_uid, data_dir)
     preds = _predict(predictor, read.images, _model_masks(lungs, segs))
     return _finish(data_dir, read, segs, lung_error, preds, predictor, policy, model_name,
-                   heatmaps=heatmaps, lungs=lungs)
+                   heatmaps=heatmaps, lungs=lungs, defer_outputs=defer_outputs)
 
 
 def score_studies(data_dir: Path, studies: Sequence[tuple[str, list[str]]], predictor: Any,
                   policy: TriagePolicy, model_name: str, *, heatmaps: bool = True,
-                  lungs: LungModel | None = None
+                  lungs: LungModel | None = None, defer_outputs: bool = False
                   ) -> Iterator[tuple[int, ScoredStudy | Exception]]:
     """Score several studies together: one lung segmentation and one ``predict`` over all
     their images, then each study finished alone (heatmaps, draft, SR, FHIR, HL7, SEG).
@@ -191,7 +221,8 @@ def score_studies(data_dir: Path, studies: Sequence[tuple[str, list[str]]], pred
             segs, lung_error = lung_of[i]
             try:
                 outcome = _finish(data_dir, read, segs, lung_error, preds, predictor, policy,
-                                  model_name, heatmaps=heatmaps, lungs=lungs)
+                                  model_name, heatmaps=heatmaps, lungs=lungs,
+                                  defer_outputs=defer_outputs)
             except Exception as exc:
                 if resource_fault(exc):
                     raise
@@ -329,8 +360,10 @@ def _predict_batch(predictor: Any, reads: dict[int, _Read],
 
 def _finish(data_dir: Path, read: _Read, segs: list[Any] | None, lung_error: str | None,
             preds: list[Any], predictor: Any, policy: TriagePolicy, model_name: str, *,
-            heatmaps: bool, lungs: LungModel | None) -> ScoredStudy:
-    """A study's findings, flags and priority from its predictions; its outputs written."""
+            heatmaps: bool, lungs: LungModel | None,
+            defer_outputs: bool = False) -> ScoredStudy:
+    """A study's findings, flags and priority from its predictions; its outputs written
+    (the standard ones left to :meth:`ScoredStudy.build_pending` with ``defer_outputs``)."""
     study_uid, images, datasets = read.uid, read.images, read.datasets
     model_masks = _model_masks(lungs, segs)
     labels: list[str] = predictor.labels
@@ -362,22 +395,41 @@ def _finish(data_dir: Path, read: _Read, segs: list[Any] | None, lung_error: str
     draft = draft_report(result)
     _write(out_dir / "draft.txt", draft.full_text.encode("utf-8"))
     summary = None
-    if segs is not None and lungs is not None:
-        summary = _lung_outputs(out, lungs, segs[shown], datasets[shown], flags)
+    lung_seg = segs[shown] if segs is not None and lungs is not None else None
+    if lung_seg is not None:
+        assert lungs is not None
+        summary = _lung_summary(lungs, lung_seg, datasets[shown], flags, out)
+        out.attempt("lung_mask", lambda: _lung_mask(out, lung_seg))
     else:
         _forget_lung_files(out_dir)
-    out.attempt("sr", lambda: _sr(out, result, datasets, draft))
-    out.attempt("fhir", lambda: _fhir(out, result, draft))
-    out.attempt("hl7", lambda: _hl7(out, result, draft))
-    return ScoredStudy(findings=findings, flags=flags,
-                       thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels},
-                       priority=priority, heatmap_paths=out.heatmap_paths,
-                       draft_text=draft.full_text, sr_path=out.paths.get("sr"),
-                       fhir_path=out.paths.get("fhir"), hl7_path=out.paths.get("hl7"),
-                       heatmap_sc_paths=out.heatmap_sc_paths, output_errors=out.errors,
-                       lung_mask_path=out.paths.get("lung_mask"),
-                       lung_seg_path=out.paths.get("lung_seg"), image_check=check,
-                       heat_in_lungs=dict(out.heat_in_lungs), lungs=summary)
+
+    skipped = {"lung_seg"} if lung_seg is None else set()
+    if not out.secondary_captures:
+        skipped.add("heatmap_sc")
+
+    def later() -> _Outputs:
+        for name, idx, rgb in out.secondary_captures:
+            out.attempt("heatmap", partial(_heatmap_sc, out, name, datasets[idx], rgb))
+        if lung_seg is not None:
+            assert lungs is not None
+            out.attempt("lung_seg", lambda: _lung_seg(out, datasets[shown], lung_seg, lungs))
+        out.attempt("sr", lambda: _sr(out, result, datasets, draft))
+        out.attempt("fhir", lambda: _fhir(out, result, draft))
+        out.attempt("hl7", lambda: _hl7(out, result, draft))
+        return out
+
+    scored = ScoredStudy(findings=findings, flags=flags,
+                         thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels},
+                         priority=priority, heatmap_paths=out.heatmap_paths,
+                         draft_text=draft.full_text, sr_path=None, fhir_path=None,
+                         hl7_path=None, heatmap_sc_paths={}, output_errors=out.errors,
+                         lung_mask_path=out.paths.get("lung_mask"), image_check=check,
+                         heat_in_lungs=dict(out.heat_in_lungs), lungs=summary,
+                         pending=tuple(n for n in LATER_OUTPUTS if n not in skipped),
+                         _later=later)
+    if not defer_outputs:
+        scored.build_pending()
+    return scored
 
 
 def shown_image(matrix: Any, labels: list[str], flags: list[str]) -> int:
@@ -435,6 +487,8 @@ class _Outputs:
         self.heatmap_sc_paths: dict[str, str] = {}
         self.heat_in_lungs: dict[str, float] = {}
         self.errors: dict[str, str] = {}
+        #: heatmap Secondary Captures still to make: (finding, image index, overlay RGB)
+        self.secondary_captures: list[tuple[str, int, Any]] = []
 
     def attempt(self, name: str, build: Any) -> None:
         """Run ``build``; any failure but a resource fault is recorded, not raised."""
@@ -460,7 +514,6 @@ def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[A
     that image's lungs (``lung_masks``; ``model_masks`` go to a classifier that crops).
     ``preds``: the images' predictions; their class activation maps, where the backend
     gave them, make the heatmaps free (no second pass)."""
-    from radiolens.drafts import make_heatmap_sc
     from radiolens.explain import heat_in_lungs, overlay_heatmap
 
     index: dict[str, dict[str, Any]] = {}
@@ -484,23 +537,27 @@ def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[A
             out.heat_in_lungs[name] = fraction
             index[name]["heat_in_lungs"] = round(fraction, 4)
         _write(out.out_dir / "heatmaps.json", json.dumps(index, indent=1).encode("utf-8"))
-        try:
-            sc = make_heatmap_sc(datasets[idx], rgb)
-            sc_path = out.out_dir / f"heatmap_{_slug(name)}_sc.dcm"
-            _write_dicom(sc_path, sc)
-            out.heatmap_sc_paths[name] = str(out.rel_dir / sc_path.name)
-        except RadiolensError as exc:
-            logger.warning("study %s: no heatmap Secondary Capture: %s", out.uid, exc)
+        out.secondary_captures.append((name, idx, rgb))
 
 
-def _lung_outputs(out: _Outputs, lungs: LungModel, seg: Any, source: Any,
-                  flags: list[str]) -> dict[str, Any]:
-    """Write the shown image's lung mask and Segmentation (each an output of its own);
-    return what the worklist keeps about the lungs."""
+def _heatmap_sc(out: _Outputs, name: str, source: Any, rgb: Any) -> None:
+    """The heatmap overlay of ``name`` as a DICOM Secondary Capture of ``source``."""
+    from radiolens.drafts import make_heatmap_sc
+
+    try:
+        sc = make_heatmap_sc(source, rgb)
+        sc_path = out.out_dir / f"heatmap_{_slug(name)}_sc.dcm"
+        _write_dicom(sc_path, sc)
+        out.heatmap_sc_paths[name] = str(out.rel_dir / sc_path.name)
+    except RadiolensError as exc:
+        logger.warning("study %s: no heatmap Secondary Capture: %s", out.uid, exc)
+
+
+def _lung_summary(lungs: LungModel, seg: Any, source: Any, flags: list[str],
+                  out: _Outputs) -> dict[str, Any]:
+    """What the worklist keeps about the lungs of the shown image."""
     from radiolens.worker.lungs import attention_warning
 
-    out.attempt("lung_mask", lambda: _lung_mask(out, seg))
-    out.attempt("lung_seg", lambda: _lung_seg(out, source, seg, lungs))
     return {"model": lungs.name, "sop_instance_uid": str(source.get("SOPInstanceUID", "")),
             "quality": seg.quality.as_dict(),
             "heat_in_lungs": {k: round(v, 4) for k, v in out.heat_in_lungs.items()},

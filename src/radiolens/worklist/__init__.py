@@ -42,6 +42,7 @@ from radiolens.worklist.jobs import (
     claim_job,
     claim_jobs,
     complete_job,
+    complete_outputs,
     fail_job,
     get_job,
     mark_needs_check,
@@ -50,7 +51,6 @@ from radiolens.worklist.jobs import (
     renew_lease,
     requeue_failed,
     studies_missing_outputs,
-    update_result_outputs,
 )
 from radiolens.worklist.models import (
     DELIVERY_KINDS,
@@ -114,6 +114,7 @@ __all__ = [
     "claim_job",
     "claim_jobs",
     "complete_job",
+    "complete_outputs",
     "count_studies",
     "create_or_migrate",
     "default_db_path",
@@ -139,6 +140,5 @@ __all__ = [
     "requeue_failed",
     "set_priority",
     "studies_missing_outputs",
-    "update_result_outputs",
     "utcnow",
 ]

@@ -76,6 +76,7 @@ def _requeue(session: Session, study: Study, now: dt.datetime,
         study.error = None
         study.output_errors = None
         study.output_attempts = 0
+        study.outputs_pending = None
         logger.info("study %s re-queued: %s", study.study_instance_uid, why)
     elif active.status == "running":
         active.rerun = True
@@ -237,9 +238,14 @@ def complete_job(
     sr_path: str | None = None,
     image_check: str | None = None,
     lungs: Mapping[str, Any] | None = None,
+    outputs_pending: Sequence[str] = (),
     now: dt.datetime | None = None,
 ) -> Result:
     """Store a model result for a claimed job and mark the study scored.
+
+    ``outputs_pending``: the standard outputs of this result still to be built (see
+    :func:`complete_outputs`), recorded in the same transaction, so a worker that stops
+    before building them finds them again (:func:`studies_missing_outputs`).
 
     The study's priority becomes the model's, unless a person set a higher one.
     If an instance arrived while the job ran, the job goes back to pending.
@@ -278,6 +284,7 @@ def complete_job(
         study.error = None
         study.image_check = image_check or None
         study.lungs = dict(lungs) if lungs else None
+        study.outputs_pending = [str(n) for n in outputs_pending] or None
         _apply_model_priority(study, priority)
         job.lease_owner = None
         job.lease_expires_at = None
@@ -425,25 +432,31 @@ def record_output_errors(bind: Bind, uid: str, errors: Mapping[str, str]) -> Stu
     """
     with _transaction(bind) as session:
         study = _study_by_uid(session, uid)
-        if not errors:
-            study.output_errors = None
-            if study.status == "scored":
-                study.error = None
-            return study
-        study.output_errors = dict(errors)
-        study.output_attempts = (study.output_attempts or 0) + 1
-        left = OUTPUT_MAX_ATTEMPTS - study.output_attempts
-        study.error = ("outputs not built: " + "; ".join(f"{k}: {v}" for k, v in errors.items())
-                       + (f" (retried later, {left} tries left)" if left > 0 else
-                          " (gave up; re-queue the study after fixing its header)"))
+        _set_output_errors(study, errors)
         return study
 
 
-def update_result_outputs(bind: Bind, uid: str, *, sr_path: str | None,
-                          heatmap_paths: Mapping[str, str],
-                          lungs: Mapping[str, Any] | None = None) -> Result:
-    """Fill in outputs built on a retry into the study's latest result (and the
-    study's lung figures, when the retry made them).
+def _set_output_errors(study: Study, errors: Mapping[str, str]) -> None:
+    if not errors:
+        study.output_errors = None
+        if study.status == "scored":
+            study.error = None
+        return
+    study.output_errors = dict(errors)
+    study.output_attempts = (study.output_attempts or 0) + 1
+    left = OUTPUT_MAX_ATTEMPTS - study.output_attempts
+    study.error = ("outputs not built: " + "; ".join(f"{k}: {v}" for k, v in errors.items())
+                   + (f" (retried later, {left} tries left)" if left > 0 else
+                      " (gave up; re-queue the study after fixing its header)"))
+
+
+def complete_outputs(bind: Bind, uid: str, *, errors: Mapping[str, str],
+                     sr_path: str | None = None,
+                     heatmap_paths: Mapping[str, str] | None = None,
+                     lungs: Mapping[str, Any] | None = None) -> Study:
+    """Record that the pending outputs of a study's latest result were built: their
+    paths into the result, what failed into ``output_errors`` (as
+    :func:`record_output_errors`), ``outputs_pending`` cleared; one transaction.
 
     Raises:
         WorklistError: no such study, or it has no result.
@@ -460,17 +473,26 @@ def update_result_outputs(bind: Bind, uid: str, *, sr_path: str | None,
             result.heatmap_paths = {**(result.heatmap_paths or {}), **heatmap_paths}
         if lungs:
             study.lungs = dict(lungs)
-        return result
+        study.outputs_pending = None
+        _set_output_errors(study, errors)
+        return study
 
 
-def studies_missing_outputs(bind: Bind, *, limit: int = 10) -> list[Study]:
-    """Scored studies with outputs still to build and tries left, oldest first."""
+def studies_missing_outputs(bind: Bind, *, limit: int = 10,
+                            skip: Sequence[str] = ()) -> list[Study]:
+    """Scored studies with outputs still to build, oldest first: outputs that failed
+    (with tries left), or pending ones a worker never built (``outputs_pending``).
+    ``skip``: study UIDs to leave out (those this worker is about to build)."""
+    query = (select(Study)
+             .where(Study.status == "scored",
+                    or_(Study.outputs_pending.is_not(None),
+                        and_(Study.output_errors.is_not(None),
+                             Study.output_attempts < OUTPUT_MAX_ATTEMPTS))))
+    if skip:
+        query = query.where(Study.study_instance_uid.not_in(list(skip)))
     with _transaction(bind) as session:
         return list(session.scalars(
-            select(Study)
-            .where(Study.status == "scored", Study.output_errors.is_not(None),
-                   Study.output_attempts < OUTPUT_MAX_ATTEMPTS)
-            .order_by(Study.scored_at, Study.id).limit(limit)).unique())
+            query.order_by(Study.scored_at, Study.id).limit(limit)).unique())
 
 
 def get_job(bind: Bind, job_id: int) -> Job | None:

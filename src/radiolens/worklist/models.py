@@ -55,7 +55,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of the database layout; bump it and add a step to ``_MIGRATIONS`` on change.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: ``needs-check``: an image failed the input gate; it is stored, not scored, and the
 #: reason is in ``Study.error`` (see :func:`radiolens.worklist.mark_needs_check`).
@@ -100,9 +100,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 class Base(DeclarativeBase):
     """Declarative base of the worklist tables."""
 
+    # none_as_null: Python None is SQL NULL, not the JSON text 'null' (which `IS NOT
+    # NULL` matches: a study whose output errors were cleared looked unfinished forever)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
-        dt.datetime: UTCDateTime, dict[str, Any]: JSON,
-        list[Any]: JSON,
+        dt.datetime: UTCDateTime, dict[str, Any]: JSON(none_as_null=True),
+        list[Any]: JSON(none_as_null=True),
     }
 
 
@@ -167,6 +169,10 @@ class Study(Base):
     #: image the mask is of), ``quality`` (``MaskQuality.as_dict()``), ``heat_in_lungs``
     #: (flagged finding -> share of its heatmap inside the lungs), ``attention_warning``
     lungs: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    #: standard outputs of the latest result still to be built (``sr``, ``fhir``, ``hl7``,
+    #: ``lung_seg``, ``heatmap_sc``): the study is on the worklist before them, and a
+    #: worker that stopped in between builds them when it starts again
+    outputs_pending: Mapped[list[Any] | None] = mapped_column(default=None)
 
     patient: Mapped[Patient | None] = relationship(lazy="joined")
 
@@ -309,9 +315,25 @@ def _add_lung_columns(session: Session) -> None:
     _add_columns(session, "studies", ("image_check", "lungs"))
 
 
+#: JSON columns that may hold no value; before version 5 clearing one wrote JSON 'null'
+_NULLABLE_JSON = {"studies": ("output_errors", "lungs"), "reviews": ("calls", "boxes")}
+
+
+def _add_pending_outputs_column(session: Session) -> None:
+    """Version 4 -> 5: outputs still to build after scoring (``outputs_pending``); the
+    JSON text 'null' that earlier versions wrote for "none" becomes SQL NULL."""
+    from sqlalchemy import text
+
+    _add_columns(session, "studies", ("outputs_pending",))
+    for table, names in _NULLABLE_JSON.items():
+        for name in names:
+            session.execute(text(f"UPDATE {table} SET {name} = NULL "
+                                 f"WHERE CAST({name} AS TEXT) = 'null'"))
+
+
 # from-version -> function bringing the schema to from-version + 1
 _MIGRATIONS: dict[int, Any] = {1: _add_output_columns, 2: _add_review_columns,
-                               3: _add_lung_columns}
+                               3: _add_lung_columns, 4: _add_pending_outputs_column}
 
 
 def create_or_migrate(engine: Engine) -> int:
