@@ -148,6 +148,44 @@ def test_lung_crop_is_recorded_and_training_matches_inference(
     assert heat.shape == mask.shape and heat[outside_box].max() == 0.0
 
 
+def test_a_cropping_model_segments_each_batch_once_and_scores_as_one_by_one(
+        cropped_run: Path, synthetic_masks: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from radiolens.archive.scoring import LocalScorer
+    from radiolens.imaging import read_image
+    from radiolens.inference import Predictor
+    from radiolens.segment import LungSegmenter
+
+    files = sorted((synthetic_masks.parent / "images").glob("*.png"))[:7]
+    predictor = Predictor(cropped_run, batch_size=4).load()
+    alone = [predictor.predict_batch(predictor.preprocess(read_image(f))[None])[0]
+             for f in files]
+    calls: list[int] = []
+    real = LungSegmenter.segment_many
+
+    def counted(self: LungSegmenter, images: list[np.ndarray]) -> list[object]:
+        calls.append(len(images))
+        return real(self, images)
+
+    monkeypatch.setattr(LungSegmenter, "segment_many", counted)
+    by_file = [p.prediction for p in predictor.iter_files(files)]
+    assert calls == [4, 3]  # one segmentation per batch of 4
+    calls.clear()
+    in_memory = predictor.predict([read_image(f) for f in files])
+    assert calls == [4, 3]
+    calls.clear()
+    chunks = list(LocalScorer(predictor, chunk_size=7, hashing=False).score(
+        [(str(f), "") for f in files] + [("missing.png", "")]))
+    assert calls == [7]
+    scores = [s for c in chunks for s in c.scores]
+    assert scores[-1].error and "missing.png" in scores[-1].error
+    for j, expected in enumerate(alone):
+        assert by_file[j] is not None and in_memory[j] is not None
+        for got in (by_file[j].probabilities["pneumonia"],
+                    in_memory[j].probabilities["pneumonia"],
+                    scores[j].probabilities[0]):  # type: ignore[index]
+            assert got == pytest.approx(float(expected[0]), abs=1e-5)
+
+
 def test_uncropped_training_matches_inference(tmp_path: Path, synthetic_masks: Path,
                                               tiny_model: Path) -> None:
     from radiolens.data.datalist import make_item

@@ -21,8 +21,6 @@ from radiolens.archive.table import FileScore
 from radiolens.errors import RadiolensError
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
 
     from radiolens.inference import Predictor
 
@@ -72,11 +70,12 @@ def cached_predictor(spec: PredictorSpec) -> Predictor:
 
 @dataclass
 class Prepared:
-    """One file after reading: the model input, or the reason there is none."""
+    """One file after reading: the model input (for a model that crops to the lungs,
+    the decoded image: a chunk is segmented at once), or the reason there is none."""
 
     path: str
     sha256: str
-    x: npt.NDArray[np.float32] | None
+    x: Any
     error: str = ""
 
 
@@ -120,7 +119,9 @@ def prepare_file(predictor: Predictor, item: Item, hashing: bool = True,
             sha = file_sha256(where)
             if known and sha == known:
                 return None
-        return Prepared(path, sha, predictor.preprocess(read_image(where)))
+        image = read_image(where)
+        return Prepared(path, sha, image if predictor.uses_lungs else
+                        predictor.preprocess(image))
     except FILE_ERRORS as exc:
         return Prepared(path, sha, None, _describe(path, exc, where))
 
@@ -167,8 +168,27 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[Any]) -> Any:
     return np.concatenate(parts) if parts else np.zeros((0, len(predictor.labels)), np.float32)
 
 
+def _crop_to_lungs(predictor: Predictor, prepared: Sequence[Prepared]) -> None:
+    """Turn the decoded images of ``prepared`` into model inputs: their lungs segmented
+    in one batch, then cropped (a file that fails gets its error)."""
+    todo = [p for p in prepared if p.x is not None]
+    if not todo:
+        return
+    try:
+        masks = predictor.lung_masks([p.x for p in todo])
+    except FILE_ERRORS:  # segment them one by one: each failure stays with its file
+        masks = [None] * len(todo)
+    for p, mask in zip(todo, masks, strict=True):
+        try:
+            p.x = predictor.preprocess(p.x, mask)
+        except FILE_ERRORS as exc:
+            p.x, p.error = None, _describe(p.path, exc, p.path)
+
+
 def score_prepared(predictor: Predictor, prepared: Sequence[Prepared]) -> list[FileScore]:
     """Score prepared files in batches; files with an error keep it."""
+    if predictor.uses_lungs:
+        _crop_to_lungs(predictor, prepared)
     probs = predict_inputs(predictor, [p.x for p in prepared if p.x is not None])
     return probabilities_to_scores(predictor, prepared, probs)
 
@@ -198,8 +218,7 @@ class LocalScorer:
         predictor: a loaded predictor.
         chunk_size: files per chunk (results are written after each chunk).
         hashing: hash files (needed to write the ``sha256`` column and to skip).
-        readers: reading threads (default 2; 1 when the model needs lung masks, whose
-            segmentation runs its own threads).
+        readers: reading threads (default 2).
     """
 
     def __init__(self, predictor: Predictor, chunk_size: int = 32, hashing: bool = True,
@@ -213,7 +232,7 @@ class LocalScorer:
         """Chunk results in input order."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        readers = self.readers or (1 if self.predictor.uses_lungs else 2)
+        readers = self.readers or 2
         with ThreadPoolExecutor(readers, thread_name_prefix="radiolens-read") as pool:
             def submit(chunk: list[Item]) -> list[Future[Prepared | None]]:
                 return [pool.submit(prepare_file, self.predictor, item, self.hashing)

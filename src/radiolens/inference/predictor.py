@@ -93,6 +93,10 @@ class FilePrediction:
     error: str | None = None
 
 
+def _pixels(image: XrayImage | npt.ArrayLike) -> npt.NDArray[Any]:
+    return image.pixels if isinstance(image, XrayImage) else np.asarray(image)
+
+
 class Predictor:
     """Batched inference with a radiolens run directory (or ``builtin:NAME``).
 
@@ -348,34 +352,51 @@ class Predictor:
     def predict(self, images: Sequence[XrayImage | npt.ArrayLike],
                 masks: Sequence[npt.ArrayLike | None] | None = None) -> list[Prediction]:
         """Score images (``XrayImage`` or 2-D arrays in [0, 1]), in batches; ``masks``:
-        their lung masks when already known (models that crop to the lungs)."""
+        their lung masks when already known (models that crop to the lungs; the missing
+        ones are segmented a batch at a time)."""
         out: list[Prediction] = []
         given = list(masks) if masks is not None else [None] * len(images)
         if len(given) != len(images):
             raise ValueError(f"{len(images)} images but {len(given)} masks")
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            mchunk = given[start:start + self.batch_size]
+            mchunk = self.lung_masks(chunk, given[start:start + self.batch_size])
             prepared = [self.prepare(im, m) for im, m in zip(chunk, mchunk, strict=True)]
             probs, cams = self._forward(np.stack([x for x, _ in prepared]))
             for j, row in enumerate(probs):
                 act = None
                 if cams is not None:
-                    im = chunk[j]
-                    shape = (im.pixels if isinstance(im, XrayImage) else np.asarray(im)).shape
+                    shape = _pixels(chunk[j]).shape
                     act = ClassActivation(cams[j], prepared[j][1], tuple(shape))
                 out.append(self._wrap(row, act))
         return out
 
-    def _read_one(self, path: Path) -> tuple[Path, npt.NDArray[np.float32] | None, str | None]:
+    def lung_masks(self, images: Sequence[XrayImage | npt.ArrayLike],
+                   masks: Sequence[npt.ArrayLike | None] | None = None
+                   ) -> list[npt.ArrayLike | None]:
+        """``masks`` (default: none known) with the missing ones segmented in one batch,
+        for a model that crops to or dims by the lungs; for other models as given."""
+        masks = list(masks) if masks is not None else [None] * len(images)
+        todo = [i for i, m in enumerate(masks) if m is None]
+        if not self.uses_lungs or not todo:
+            return list(masks)
+        found = self.lung_segmenter().segment_many([_pixels(images[i]) for i in todo])
+        out = list(masks)
+        for i, seg in zip(todo, found, strict=True):
+            out[i] = seg.mask
+        return out
+
+    def _read_one(self, path: Path) -> tuple[Path, Any, str | None]:
+        """A file decoded and, for a model that needs no lung mask, preprocessed."""
         try:
-            return path, self.preprocess(read_image(path)), None
+            image = read_image(path)
+            return path, image if self.uses_lungs else self.preprocess(image), None
         except ImageReadError as exc:
             return path, None, str(exc)
 
     def _read_all(self, paths: Iterable[str | os.PathLike[str]], readers: int
-                  ) -> Iterator[tuple[Path, npt.NDArray[np.float32] | None, str | None]]:
-        """Read and preprocess files in input order, ``readers`` threads ahead of the
+                  ) -> Iterator[tuple[Path, Any, str | None]]:
+        """Read (and preprocess) files in input order, ``readers`` threads ahead of the
         caller (decoding and resizing release the GIL), at most two batches in flight."""
         files = (Path(p) for p in paths)
         if readers <= 1:
@@ -395,19 +416,20 @@ class Predictor:
                 yield pending.popleft().result()
 
     def iter_files(self, paths: Iterable[str | os.PathLike[str]],
-                   readers: int | None = None) -> Iterator[FilePrediction]:
+                   readers: int = 2) -> Iterator[FilePrediction]:
         """Score image files in batches, in input order; an unreadable file yields its
         error instead of a prediction (never silently dropped).
 
         ``readers``: threads that decode and resize the next files while a batch is
-        scored (default: 2 when the model does not need lung masks, else 1).
+        scored. A model that crops to the lungs segments each batch in one call.
         """
-        if readers is None:
-            readers = 1 if self.uses_lungs else 2
-        pending: list[tuple[Path, npt.NDArray[np.float32] | None, str | None]] = []
+        pending: list[tuple[Path, Any, str | None]] = []
 
         def flush() -> Iterator[FilePrediction]:
             inputs = [x for _, x, _ in pending if x is not None]
+            if inputs and self.uses_lungs:  # decoded images: segment the batch, then crop
+                masks = self.lung_masks(inputs)
+                inputs = [self.preprocess(im, m) for im, m in zip(inputs, masks, strict=True)]
             batch = self.predict_batch(np.stack(inputs)) if inputs else np.zeros((0, 1))
             probs: Iterator[npt.NDArray[np.float32]] = iter(batch)
             for path, x, error in pending:
