@@ -56,23 +56,24 @@ def test_pneumonia_model_ranks_the_demo_cases() -> None:
     assert min(probs["PNEUMONIA"]) > max(probs["NORMAL"])
 
 
-def test_builtin_lung_model_is_complete_and_segments_a_radiograph() -> None:
-    """builtin:lungs: small, documented, its validation Dice recorded, and a plausible
-    mask for a shipped adult-like demo radiograph."""
+@pytest.mark.parametrize("name", ["builtin:lungs", "builtin:lungs-unet"])
+def test_builtin_lung_model_is_complete_and_segments_a_radiograph(name: str) -> None:
+    """The lung models: small, documented, their validation Dice recorded, and a mask
+    of the input's size."""
     from radiolens.segment import LungSegmenter, read_seg_info
 
-    folder = resolve_run_dir("builtin:lungs")
+    folder = resolve_run_dir(name)
     assert (folder / "model.safetensors").stat().st_size < 10 * 1024 * 1024
-    info = read_seg_info("builtin:lungs")
+    info = read_seg_info(name)
     dice = info.validation["dice"]
     assert dice["ci"][0] <= dice["mean"] <= dice["ci"][1]
     assert info.training["train_pairs"] > 200
     card = (folder / "MODEL_CARD.md").read_text()
-    assert "never replaces" in card and "cardiothoracic" in card
+    assert "never replaces" in card and "cardiothoracic" in card and name in card
     import numpy as np
 
     yy, xx = np.mgrid[0:256, 0:256] / 255.0
-    seg = LungSegmenter("builtin:lungs").load()
+    seg = LungSegmenter(name).load()
     result = seg.segment(np.clip(0.2 + 0.5 * yy * xx, 0, 1).astype(np.float32))
     assert result.mask.shape == (256, 256)   # any input gives a mask of its own size
 

@@ -195,13 +195,15 @@ def _predict(model: torch.nn.Module, images: npt.NDArray[np.float32], mean: floa
     return np.concatenate(out)
 
 
-def _write_card(run_dir: Path, info: SegModelInfo) -> None:
+def write_seg_card(run_dir: Path, info: SegModelInfo, name: str | None = None) -> None:
+    """Write ``run_dir/MODEL_CARD.md`` for a segmentation model (``name``: as the card
+    calls it; default the folder's name)."""
     v = info.validation
     dice = v.get("dice", {})
     ci = dice.get("ci") or [None, None]
     t = info.training
     lines = [
-        f"# Lung segmentation: {run_dir.name}", "",
+        f"# Lung segmentation: {name or run_dir.name}", "",
         "Assists; never replaces the radiologist. A lung mask for frontal chest radiographs, "
         "used to check images, crop the lung fields for the classifiers and measure where "
         "their heatmaps look. Not a diagnostic device.", "",
@@ -393,7 +395,7 @@ def _finish(run_dir: Path, config: SegTrainConfig, model: torch.nn.Module,
     save_seg_run(run_dir, model, info)
     plot_learning_curve(history, run_dir / "learning_curve.png", metric="val_dice",
                         metric_label="validation Dice")
-    _write_card(run_dir, info)
+    write_seg_card(run_dir, info)
     return validation
 
 
