@@ -94,6 +94,7 @@ def test_study_detail(client: TestClient, world: World) -> None:
         mark_delivery(world.engine, delivery.id, ok=False, error="association rejected")
     body = client.get(f"/api/studies/{uid}").json()
     assert body["study_instance_uid"] == uid
+    assert body["outputs_pending"] == []
     assert len(body["instances"]) == 1
     assert body["instances"][0]["sop_instance_uid"] == world.sources["urgent"].SOPInstanceUID
     assert len(body["results"]) == 1
@@ -106,6 +107,21 @@ def test_study_detail(client: TestClient, world: World) -> None:
     assert [x["study_instance_uid"] for x in failed] == [uid]
     assert client.get("/api/deliveries", params={"status": "sent"}).json() == []
     assert client.get("/api/deliveries", params={"status": "nope"}).status_code == 400
+
+
+def test_outputs_still_being_built_are_listed(client: TestClient, world: World) -> None:
+    from sqlalchemy.orm import Session
+
+    from radiolens.worklist import Study, complete_outputs
+
+    uid = world.uids["urgent"]
+    with Session(world.engine) as session, session.begin():
+        study = session.query(Study).filter_by(study_instance_uid=uid).one()
+        study.outputs_pending = ["sr", "hl7"]
+    row = next(r for r in client.get("/api/studies").json() if r["study_instance_uid"] == uid)
+    assert row["outputs_pending"] == ["sr", "hl7"]
+    complete_outputs(world.engine, uid, errors={})
+    assert client.get(f"/api/studies/{uid}").json()["outputs_pending"] == []
 
 
 def test_outputs_and_content_types(client: TestClient, world: World) -> None:

@@ -146,6 +146,9 @@ class StudyOut(BaseModel):
     attention_warning: str | None = Field(default=None, description=(
         "\"AI attention outside the lungs: check (...)\" when a flagged finding's heatmap "
         "lies mostly outside the lungs"))
+    outputs_pending: list[str] = Field(default_factory=list, description=(
+        "standard outputs of the latest result still being built (sr, lung_seg, "
+        "heatmap_sc, fhir, hl7): a study is on the worklist before them"))
     links: StudyLinks
 
 

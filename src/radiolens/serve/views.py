@@ -91,7 +91,8 @@ def study_out(study: Study) -> StudyOut:
         accession_number=study.accession_number, modality=study.modality,
         description=study.description, error=study.error, model_name=study.model_name,
         model_version=study.model_version, reviewed_by=study.reviewed_by,
-        reviewed_at=study.reviewed_at, links=_links(study), **_lung_fields(study))
+        reviewed_at=study.reviewed_at, links=_links(study),
+        outputs_pending=[str(n) for n in study.outputs_pending or []], **_lung_fields(study))
 
 
 def heatmap_index(data_dir: Path, uid: str) -> dict[str, dict[str, str]]:
