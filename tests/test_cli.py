@@ -30,6 +30,21 @@ def test_version_and_unknown_command(capsys: pytest.CaptureFixture[str]) -> None
     assert exc.value.code == 2 and "did you mean 'label'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("args", "hint"), [
+    (["--spilt", "val"], "did you mean '--split'?"),
+    # an option of another command is named as such, never "did you mean" itself
+    (["--labels", "abnormal"], "--labels is an option of train, not of evaluate"),
+    (["--zzz"], "unrecognized arguments: --zzz\n"),
+])
+def test_unknown_option_hints_name_the_command_being_run(
+        args: list[str], hint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--checkpoint", "x", "--data", "y", "-o", "z", *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and hint in err
+    assert "did you mean '--labels'" not in err
+
+
 def test_console_script_runs() -> None:
     proc = subprocess.run([sys.executable, "-m", "radiolens.cli.main", "--help"],
                           capture_output=True, text=True, timeout=60)

@@ -52,6 +52,18 @@ COMMANDS: dict[str, str] = {
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with "did you mean" hints for mistyped commands and options."""
 
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _command_parsers(self) -> dict[str, argparse.ArgumentParser]:
+        found: dict[str, argparse.ArgumentParser] = {}
+        for sub in self._subparsers._group_actions if self._subparsers else []:
+            found.update(getattr(sub, "choices", {}))
+        return found
+
     def error(self, message: str) -> NoReturn:
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if m:
@@ -59,13 +71,25 @@ class ArgumentParser(argparse.ArgumentParser):
             message += did_you_mean(m.group(1), choices)
         m = re.search(r"unrecognized arguments: (--[\w-]+)", message)
         if m:
-            options = [o for a in self._actions for o in a.option_strings]
-            for sub in self._subparsers._group_actions if self._subparsers else []:
-                for p in getattr(sub, "choices", {}).values():
-                    options += [o for a in p._actions for o in a.option_strings]
-            message += did_you_mean(m.group(1), options)
+            message += self._option_hint(m.group(1))
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def _option_hint(self, option: str) -> str:
+        """A close option of the command being run, or which commands have ``option``."""
+        commands = self._command_parsers()
+        command = next((a for a in getattr(self, "_argv", []) if a in commands), None)
+        own = [o for a in self._actions for o in a.option_strings]
+        if command is not None:
+            own += [o for a in commands[command]._actions for o in a.option_strings]
+        hint = did_you_mean(option, own)
+        if hint or command is None:
+            return hint
+        others = sorted(name for name, p in commands.items()
+                        if any(option in a.option_strings for a in p._actions))
+        if others:
+            return f" ({option} is an option of {', '.join(others)}, not of {command})"
+        return ""
 
 
 def build_parser() -> ArgumentParser:
