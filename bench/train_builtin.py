@@ -145,8 +145,12 @@ def main() -> int:
         if not (out / "model.json").is_file():
             print(f"no trained run in {out}; run without --ship-only first", file=sys.stderr)
             return 2
-        command = f".venv/bin/python bench/train_builtin.py {args.preset} --ship"
-        ship(args.preset, out, args.data, threshold_method, command)
+        record = HERE / "results" / f"{out.name}.json"  # the command that trained it
+        command = (json.loads(record.read_text())["command"] if record.is_file() else
+                   f".venv/bin/python bench/train_builtin.py {args.preset} --ship")
+        ship(args.preset, out, args.data, threshold_method,
+             f"{command}, then .venv/bin/python bench/train_builtin.py {args.preset} "
+             f"--ship-only -o {args.output or out}")
         return 0
     if out.exists():
         shutil.rmtree(out)

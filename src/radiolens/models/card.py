@@ -137,6 +137,17 @@ def render_model_card(ref: str | os.PathLike[str], name: str | None = None) -> s
                   f"{q.max_auroc_drop:+.4f} (limit {q.limit}), and {q.calls_changed} calls "
                   "changed at the operating thresholds. `--precision fp32` scores without it.",
                   ""]
+    config = tr.get("config") or {}
+    if text.get("attention") or config.get("attention_penalty") or config.get("crop") == "lungs":
+        levers = [f"{name} {config[key]}" for key, name in (
+            ("crop", "crop"), ("outside_lungs", "outside the lungs"),
+            ("attention_penalty", "attention penalty")) if config.get(key) not in
+            (None, "none", "keep", 0, 0.0)]
+        lines += ["## Where it looks", "",
+                  *_bullets([f"Trained with {', '.join(levers)} (lung masks from "
+                             f"{config.get('lung_model', 'builtin:lungs')})."] if levers
+                            else []),
+                  *_bullets(text.get("attention") or []), ""]
     sub_lines: list[str] = []
     for label, rec in (val.get("labels") or {}).items():
         for table, groups in (rec.get("subgroups") or {}).items():
