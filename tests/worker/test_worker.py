@@ -60,8 +60,10 @@ def test_a_study_is_on_the_worklist_before_its_outputs(tiny_model: Path,
     out = data_dir / "results" / uid
     # scored, prioritised, with its heatmap and draft: what the radiologist sees first
     assert study is not None and study.status == "scored" and study.flags == ["pneumonia"]
-    assert set(study.outputs_pending or []) == {"sr", "fhir", "hl7", "heatmap_sc", "lung_seg"}
-    assert (out / "lung_mask.png").is_file()  # the viewer's lung overlay comes at once
+    assert set(study.outputs_pending or []) == {"lungs", "sr", "fhir", "hl7", "heatmap_sc",
+                                                 "lung_seg"}
+    # this classifier needs no lung mask: the lungs are segmented after triage, too
+    assert study.lungs is None and not (out / "lung_mask.png").exists()
     [result] = list_results(engine, uid)
     assert result.draft_text and result.sr_path is None
     assert (data_dir / result.heatmap_paths["pneumonia"]).is_file()
@@ -75,7 +77,11 @@ def test_a_study_is_on_the_worklist_before_its_outputs(tiny_model: Path,
     [result] = list_results(engine, uid)
     assert result.sr_path == f"results/{uid}/sr.dcm" and (out / "sr.dcm").is_file()
     assert (out / "oru.hl7").is_file() and (out / "heatmap_pneumonia_sc.dcm").is_file()
-    assert (out / "lung_seg.dcm").is_file()
+    assert (out / "lung_seg.dcm").is_file() and (out / "lung_mask.png").is_file()
+    assert study.lungs is not None and "pneumonia" in study.lungs["heat_in_lungs"]
+    heat = json.loads((out / "heatmaps.json").read_text())["pneumonia"]["heat_in_lungs"]
+    assert heat == study.lungs["heat_in_lungs"]["pneumonia"]
+    assert result.draft_text == (out / "draft.txt").read_text()
     assert [d.kind for d in due_deliveries(engine)] == ["hl7"]
     assert worker.build_pending_outputs() == 0  # nothing left
 

@@ -11,9 +11,11 @@ images, then each study is finished and its job settled on its own.
 
 A study is on the worklist (``scored``, with its priority, heatmaps and draft) before its
 standard outputs (SR, lung Segmentation, heatmap Secondary Capture, FHIR, HL7) are
-built: :meth:`Worker.run` builds them as soon as the queue is empty, or once they have
-waited ``output_lag_s`` (so a long stream of studies never starves them), then queues
-their delivery. The outputs still to build are recorded with the score
+built, and before its lung segmentation when the classifier does not need it (the lung
+check, heat in lungs and the draft's lung cautions follow with the outputs).
+:meth:`Worker.run` builds them as soon as the queue is empty, or once they have waited
+``output_lag_s`` (so a long stream of studies never starves them), then queues their
+delivery. The outputs still to build are recorded with the score
 (``Study.outputs_pending``); a worker that stopped in between builds them when it
 starts again.
 """
@@ -342,22 +344,25 @@ class Worker:
         Raises:
             WorklistError, OSError: a resource fault; the studies not done stay pending.
         """
-        done = 0
-        for uid, (since, scored) in list(self._later.items()):
-            if overdue_only and time.monotonic() - since < self.output_lag_s:
-                break  # oldest first: the rest are younger
-            scored.build_pending()
+        from radiolens.worker.scoring import segment_pending
+
+        now = time.monotonic()
+        due = [(uid, scored) for uid, (since, scored) in self._later.items()
+               if not overdue_only or now - since >= self.output_lag_s]
+        segmentations = segment_pending(self.lungs_, [scored for _, scored in due])
+        for (uid, scored), segs in zip(due, segmentations, strict=True):
+            scored.build_pending(segs)
             self._settle_outputs(uid, scored)
             self._later.pop(uid, None)
-            done += 1
-        return done
+        return len(due)
 
     def _settle_outputs(self, uid: str, scored: Any) -> None:
         """Record a scored study's built outputs and queue their delivery."""
         from radiolens.worklist import complete_outputs
 
         complete_outputs(self.engine_, uid, errors=scored.output_errors,
-                         sr_path=scored.sr_path)
+                         sr_path=scored.sr_path, lungs=scored.lungs,
+                         image_check=scored.image_check, draft_text=scored.draft_text)
         self._queue_deliveries(uid, scored, set(scored.output_errors) | {
             "sr", "hl7", "heatmap", "lung_seg"})
 
@@ -404,7 +409,8 @@ class Worker:
                 continue
             complete_outputs(self.engine_, uid, errors=scored.output_errors,
                              sr_path=scored.sr_path, heatmap_paths=scored.heatmap_paths,
-                             lungs=scored.lungs)
+                             lungs=scored.lungs, image_check=scored.image_check,
+                             draft_text=scored.draft_text)
             now_built = missing - set(scored.output_errors)
             built += len(now_built)
             self._queue_deliveries(uid, scored, now_built)

@@ -36,12 +36,14 @@ from radiolens.worker.lungs import LungModel
 from radiolens.worker.policy import TriagePolicy
 
 __all__ = ["LATER_OUTPUTS", "NeedsCheck", "ScoredStudy", "relative_message",
-           "score_studies", "score_study"]
+           "score_studies", "score_study", "segment_pending"]
 
 logger = logging.getLogger(__name__)
 
-#: The outputs ``defer_outputs`` leaves for :meth:`ScoredStudy.build_pending`.
-LATER_OUTPUTS = ("sr", "fhir", "hl7", "lung_seg", "heatmap_sc")
+#: The outputs ``defer_outputs`` leaves for :meth:`ScoredStudy.build_pending`. ``lungs``
+#: (the lung mask, its check, heat in lungs and the draft's cautions) is left for later
+#: too when the classifier does not need the masks itself.
+LATER_OUTPUTS = ("lungs", "sr", "fhir", "hl7", "lung_seg", "heatmap_sc")
 
 
 @dataclass
@@ -70,12 +72,18 @@ class ScoredStudy:
     lungs: dict[str, Any] | None = None
     #: outputs not built yet (names from :data:`LATER_OUTPUTS`): see :meth:`build_pending`
     pending: tuple[str, ...] = ()
+    #: the images whose lungs :meth:`build_pending` segments (when ``lungs`` is pending)
+    lung_images: list[Any] = field(default_factory=list, repr=False, compare=False)
     _later: Any = field(default=None, repr=False, compare=False)
 
-    def build_pending(self) -> None:
-        """Build the outputs left for later and fill in their paths (``sr_path``,
-        ``fhir_path``, ``hl7_path``, ``lung_seg_path``, ``heatmap_sc_paths``) and
-        ``output_errors``. Does nothing when none is pending.
+    def build_pending(self, segmentations: list[Any] | None = None) -> None:
+        """Build the outputs left for later and fill in what they give: the paths
+        (``sr_path``, ``fhir_path``, ``hl7_path``, ``lung_seg_path``,
+        ``heatmap_sc_paths``), ``output_errors`` and, when the lungs were left for later,
+        ``lungs``, ``image_check``, ``heat_in_lungs``, ``lung_mask_path`` and the
+        ``draft_text`` with its lung cautions. Does nothing when none is pending.
+        ``segmentations``: those of ``lung_images``, made already (see
+        :func:`segment_pending`); by default they are made here.
 
         Raises:
             OSError, WorklistError: a resource fault (disk full): nothing is marked
@@ -83,12 +91,9 @@ class ScoredStudy:
         """
         if self._later is None:
             return
-        out = self._later()
-        self._later, self.pending = None, ()
-        self.sr_path, self.fhir_path = out.paths.get("sr"), out.paths.get("fhir")
-        self.hl7_path, self.lung_seg_path = out.paths.get("hl7"), out.paths.get("lung_seg")
-        self.heatmap_sc_paths = dict(out.heatmap_sc_paths)
-        self.output_errors = dict(out.errors)
+        for name, value in self._later(segmentations).items():
+            setattr(self, name, value)
+        self._later, self.pending, self.lung_images = None, (), []
 
 
 class NeedsCheck(Exception):
@@ -176,6 +181,8 @@ def score_studies(data_dir: Path, studies: Sequence[tuple[str, list[str]]], pred
                   ) -> Iterator[tuple[int, ScoredStudy | Exception]]:
     """Score several studies together: one lung segmentation and one ``predict`` over all
     their images, then each study finished alone (heatmaps, draft, SR, FHIR, HL7, SEG).
+    With ``defer_outputs`` and a classifier that does not crop by the lungs, the lungs
+    are segmented later too, each study on its own, in :meth:`ScoredStudy.build_pending`.
 
     ``studies`` are ``(study UID, instance paths)``. Yields ``(index, outcome)`` for each
     study as soon as it is done (a study that cannot be read comes first): its
@@ -209,7 +216,10 @@ def score_studies(data_dir: Path, studies: Sequence[tuple[str, list[str]]], pred
             yield i, failed
     if not reads:
         return
-    lung_of = _segment_batch(lungs, reads, data_dir)
+    # triage first: a classifier that does not crop by the lungs is not kept waiting
+    lungs_later = defer_outputs and lungs is not None and not lungs.feeds_classifier
+    lung_of = ({i: (None, None) for i in reads} if lungs_later
+               else _segment_batch(lungs, reads, data_dir))
     preds_of = _predict_batch(predictor, reads, {
         i: _model_masks(lungs, segs) for i, (segs, _) in lung_of.items()})
     for i, read in reads.items():
@@ -222,7 +232,7 @@ def score_studies(data_dir: Path, studies: Sequence[tuple[str, list[str]]], pred
             try:
                 outcome = _finish(data_dir, read, segs, lung_error, preds, predictor, policy,
                                   model_name, heatmaps=heatmaps, lungs=lungs,
-                                  defer_outputs=defer_outputs)
+                                  defer_outputs=defer_outputs, lungs_later=lungs_later)
             except Exception as exc:
                 if resource_fault(exc):
                     raise
@@ -360,10 +370,14 @@ def _predict_batch(predictor: Any, reads: dict[int, _Read],
 
 def _finish(data_dir: Path, read: _Read, segs: list[Any] | None, lung_error: str | None,
             preds: list[Any], predictor: Any, policy: TriagePolicy, model_name: str, *,
-            heatmaps: bool, lungs: LungModel | None,
-            defer_outputs: bool = False) -> ScoredStudy:
+            heatmaps: bool, lungs: LungModel | None, defer_outputs: bool = False,
+            lungs_later: bool = False) -> ScoredStudy:
     """A study's findings, flags and priority from its predictions; its outputs written
-    (the standard ones left to :meth:`ScoredStudy.build_pending` with ``defer_outputs``)."""
+    (the standard ones left to :meth:`ScoredStudy.build_pending` with ``defer_outputs``,
+    and the lung segmentation too with ``lungs_later``)."""
+    from radiolens.drafts import draft_report
+    from radiolens.worker.lungs import image_check, lung_cautions
+
     study_uid, images, datasets = read.uid, read.images, read.datasets
     model_masks = _model_masks(lungs, segs)
     labels: list[str] = predictor.labels
@@ -376,60 +390,103 @@ def _finish(data_dir: Path, read: _Read, segs: list[Any] | None, lung_error: str
 
     out_dir = data_dir / "results" / study_uid
     out_dir.mkdir(parents=True, exist_ok=True)
-    rel_dir = Path("results") / study_uid
-    out = _Outputs(data_dir, study_uid, out_dir, rel_dir)
-    if lung_error is not None:
-        out.errors.update({"lung_mask": lung_error, "lung_seg": lung_error})
+    out = _Outputs(data_dir, study_uid, out_dir, Path("results") / study_uid)
     if heatmaps:
-        lung_masks = [s.mask for s in segs] if segs is not None else None
         out.attempt("heatmap", lambda: _heatmaps(out, predictor, images, datasets, labels,
-                                                 best_image, flags, lung_masks, model_masks,
-                                                 preds))
-    from radiolens.worker.lungs import image_check, lung_cautions
+                                                 best_image, flags, model_masks, preds))
 
-    check = image_check(segs[shown].quality) if segs is not None else None
-    result = _study_result(datasets[0], study_uid, model_name, labels, findings, flags,
-                           priority, policy, lung_cautions(flags, out.heat_in_lungs, check))
-    from radiolens.drafts import draft_report
+    def with_lungs(found: list[Any] | None, error: str | None,
+                   known: bool = True) -> dict[str, Any]:
+        """Heat in lungs, the lung check and mask, and the draft that says so
+        (``known``: False before the lungs are segmented: their files are left alone)."""
+        if error is not None:
+            out.errors.update({"lung_mask": error, "lung_seg": error})
+        summary = check = None
+        if found is not None and lungs is not None:
+            out.measure_heat([s.mask for s in found])
+            check = image_check(found[shown].quality)
+            summary = _lung_summary(lungs, found[shown], datasets[shown], flags, out)
+            out.attempt("lung_mask", lambda: _lung_mask(out, found[shown]))
+        elif known:
+            _forget_lung_files(out_dir)
+        out.result = _study_result(datasets[0], study_uid, model_name, labels, findings,
+                                   flags, priority, policy,
+                                   lung_cautions(flags, out.heat_in_lungs, check))
+        out.draft = draft_report(out.result)
+        _write(out_dir / "draft.txt", out.draft.full_text.encode("utf-8"))
+        out.lung_seg = found[shown] if found is not None and lungs is not None else None
+        return {"lungs": summary, "image_check": check, "draft_text": out.draft.full_text,
+                "heat_in_lungs": dict(out.heat_in_lungs),
+                "lung_mask_path": out.paths.get("lung_mask")}
 
-    draft = draft_report(result)
-    _write(out_dir / "draft.txt", draft.full_text.encode("utf-8"))
-    summary = None
-    lung_seg = segs[shown] if segs is not None and lungs is not None else None
-    if lung_seg is not None:
-        assert lungs is not None
-        summary = _lung_summary(lungs, lung_seg, datasets[shown], flags, out)
-        out.attempt("lung_mask", lambda: _lung_mask(out, lung_seg))
-    else:
-        _forget_lung_files(out_dir)
+    now = with_lungs(None, None, known=False) if lungs_later else with_lungs(segs, lung_error)
 
-    skipped = {"lung_seg"} if lung_seg is None else set()
-    if not out.secondary_captures:
-        skipped.add("heatmap_sc")
-
-    def later() -> _Outputs:
+    def later(segmentations: list[Any] | None) -> dict[str, Any]:
+        done: dict[str, Any] = {}
+        if lungs_later:
+            done = with_lungs(*((segmentations, None) if segmentations is not None else
+                                _segment(lungs, images, study_uid, data_dir)))
         for name, idx, rgb in out.secondary_captures:
             out.attempt("heatmap", partial(_heatmap_sc, out, name, datasets[idx], rgb))
-        if lung_seg is not None:
+        if out.lung_seg is not None:
             assert lungs is not None
-            out.attempt("lung_seg", lambda: _lung_seg(out, datasets[shown], lung_seg, lungs))
-        out.attempt("sr", lambda: _sr(out, result, datasets, draft))
-        out.attempt("fhir", lambda: _fhir(out, result, draft))
-        out.attempt("hl7", lambda: _hl7(out, result, draft))
-        return out
+            out.attempt("lung_seg", partial(_lung_seg, out, datasets[shown], out.lung_seg,
+                                            lungs))
+        out.attempt("sr", lambda: _sr(out, out.result, datasets, out.draft))
+        out.attempt("fhir", lambda: _fhir(out, out.result, out.draft))
+        out.attempt("hl7", lambda: _hl7(out, out.result, out.draft))
+        return {**done, "sr_path": out.paths.get("sr"), "fhir_path": out.paths.get("fhir"),
+                "hl7_path": out.paths.get("hl7"), "lung_seg_path": out.paths.get("lung_seg"),
+                "heatmap_sc_paths": dict(out.heatmap_sc_paths),
+                "output_errors": dict(out.errors)}
 
+    skipped = set() if lungs_later else {"lungs"}
+    if lungs is None or (not lungs_later and out.lung_seg is None):
+        skipped.add("lung_seg")
+    if not out.secondary_captures:
+        skipped.add("heatmap_sc")
     scored = ScoredStudy(findings=findings, flags=flags,
                          thresholds={n: float(policy.thresholds.get(n, 0.5)) for n in labels},
                          priority=priority, heatmap_paths=out.heatmap_paths,
-                         draft_text=draft.full_text, sr_path=None, fhir_path=None,
-                         hl7_path=None, heatmap_sc_paths={}, output_errors=out.errors,
-                         lung_mask_path=out.paths.get("lung_mask"), image_check=check,
-                         heat_in_lungs=dict(out.heat_in_lungs), lungs=summary,
+                         draft_text=now["draft_text"], sr_path=None, fhir_path=None,
+                         hl7_path=None, heatmap_sc_paths={}, output_errors=dict(out.errors),
+                         lung_mask_path=now["lung_mask_path"], image_check=now["image_check"],
+                         heat_in_lungs=now["heat_in_lungs"], lungs=now["lungs"],
                          pending=tuple(n for n in LATER_OUTPUTS if n not in skipped),
-                         _later=later)
+                         lung_images=list(images) if lungs_later else [], _later=later)
     if not defer_outputs:
         scored.build_pending()
     return scored
+
+
+def segment_pending(lungs: LungModel | None, studies: Sequence[ScoredStudy]
+                    ) -> list[list[Any] | None]:
+    """The lung segmentations :meth:`ScoredStudy.build_pending` needs for each study, in
+    one batched call; ``None`` for a study that needs none, or for all of them when the
+    batch fails (then each study segments its own images and keeps its own error).
+
+    Raises:
+        OSError: a resource fault.
+    """
+    wanted = [s.lung_images for s in studies]
+    if lungs is None or sum(len(w) > 0 for w in wanted) < 2:
+        return [None] * len(studies)
+    from radiolens.worker.faults import resource_fault
+
+    try:
+        found = list(lungs.segmenter.segment_many([im.pixels for w in wanted for im in w]))
+    except Exception as exc:
+        if resource_fault(exc):
+            raise
+        logger.warning("lung segmentation of %d studies together failed (%s); segmenting "
+                       "each alone", len(studies), type(exc).__name__)
+        return [None] * len(studies)
+    out: list[list[Any] | None] = []
+    start = 0
+    for w in wanted:
+        out.append(found[start:start + len(w)] if w else None)
+        start += len(w)
+    return out
 
 
 def shown_image(matrix: Any, labels: list[str], flags: list[str]) -> int:
@@ -489,6 +546,26 @@ class _Outputs:
         self.errors: dict[str, str] = {}
         #: heatmap Secondary Captures still to make: (finding, image index, overlay RGB)
         self.secondary_captures: list[tuple[str, int, Any]] = []
+        #: flagged finding -> (image index, heatmap), and what heatmaps.json says of them
+        self.heats: dict[str, tuple[int, Any]] = {}
+        self.heatmap_index: dict[str, dict[str, Any]] = {}
+        #: the study result, its draft and the shown image's segmentation, once known
+        self.result: Any = None
+        self.draft: Any = None
+        self.lung_seg: Any = None
+
+    def measure_heat(self, lung_masks: list[Any]) -> None:
+        """Each heatmap's share inside its image's lungs, recorded in heatmaps.json."""
+        from radiolens.explain import heat_in_lungs
+
+        for name, (idx, heat) in self.heats.items():
+            fraction = heat_in_lungs(heat, lung_masks[idx])
+            if fraction is not None:
+                self.heat_in_lungs[name] = fraction
+                self.heatmap_index[name]["heat_in_lungs"] = round(fraction, 4)
+        if self.heats:
+            _write(self.out_dir / "heatmaps.json",
+                   json.dumps(self.heatmap_index, indent=1).encode("utf-8"))
 
     def attempt(self, name: str, build: Any) -> None:
         """Run ``build``; any failure but a resource fault is recorded, not raised."""
@@ -507,16 +584,14 @@ class _Outputs:
 
 def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[Any],
               labels: list[str], best_image: Any, flags: list[str],
-              lung_masks: list[Any] | None = None,
               model_masks: list[Any] | None = None,
               preds: list[Any] | None = None) -> None:
-    """Grad-CAM of each flagged finding on its best image, and the share of it inside
-    that image's lungs (``lung_masks``; ``model_masks`` go to a classifier that crops).
-    ``preds``: the images' predictions; their class activation maps, where the backend
-    gave them, make the heatmaps free (no second pass)."""
-    from radiolens.explain import heat_in_lungs, overlay_heatmap
+    """Grad-CAM of each flagged finding on its best image (``model_masks`` go to a
+    classifier that crops), kept for :meth:`_Outputs.measure_heat`. ``preds``: the
+    images' predictions; their class activation maps, where the backend gave them, make
+    the heatmaps free (no second pass)."""
+    from radiolens.explain import overlay_heatmap
 
-    index: dict[str, dict[str, Any]] = {}
     for name in flags:  # a heatmap for each flagged finding (Grad-CAM: a backward pass)
         idx = int(best_image[labels.index(name)])
         heat = predictor.explain(images[idx], name,
@@ -530,13 +605,12 @@ def _heatmaps(out: _Outputs, predictor: Any, images: list[Any], datasets: list[A
         heat_u8 = (np.clip(np.asarray(heat, dtype=np.float32), 0, 1) * 255).round()
         map_png = out.out_dir / f"heatmap_{_slug(name)}_map.png"
         _write_png(map_png, heat_u8.astype(np.uint8))
-        index[name] = {"map": str(out.rel_dir / map_png.name),
-                       "sop_instance_uid": str(datasets[idx].get("SOPInstanceUID", ""))}
-        fraction = heat_in_lungs(heat, lung_masks[idx]) if lung_masks is not None else None
-        if fraction is not None:
-            out.heat_in_lungs[name] = fraction
-            index[name]["heat_in_lungs"] = round(fraction, 4)
-        _write(out.out_dir / "heatmaps.json", json.dumps(index, indent=1).encode("utf-8"))
+        out.heatmap_index[name] = {"map": str(out.rel_dir / map_png.name),
+                                   "sop_instance_uid": str(datasets[idx].get("SOPInstanceUID",
+                                                                             ""))}
+        out.heats[name] = (idx, heat)
+        _write(out.out_dir / "heatmaps.json",
+               json.dumps(out.heatmap_index, indent=1).encode("utf-8"))
         out.secondary_captures.append((name, idx, rgb))
 
 

@@ -453,10 +453,14 @@ def _set_output_errors(study: Study, errors: Mapping[str, str]) -> None:
 def complete_outputs(bind: Bind, uid: str, *, errors: Mapping[str, str],
                      sr_path: str | None = None,
                      heatmap_paths: Mapping[str, str] | None = None,
-                     lungs: Mapping[str, Any] | None = None) -> Study:
+                     lungs: Mapping[str, Any] | None = None,
+                     image_check: str | None = None,
+                     draft_text: str | None = None) -> Study:
     """Record that the pending outputs of a study's latest result were built: their
     paths into the result, what failed into ``output_errors`` (as
     :func:`record_output_errors`), ``outputs_pending`` cleared; one transaction.
+    ``lungs`` (with ``image_check``) and ``draft_text``: the lung figures and the draft
+    that says what they mean, when they were made with the outputs.
 
     Raises:
         WorklistError: no such study, or it has no result.
@@ -471,8 +475,11 @@ def complete_outputs(bind: Bind, uid: str, *, errors: Mapping[str, str],
             result.sr_path = sr_path
         if heatmap_paths:
             result.heatmap_paths = {**(result.heatmap_paths or {}), **heatmap_paths}
+        if draft_text:
+            result.draft_text = draft_text
         if lungs:
             study.lungs = dict(lungs)
+            study.image_check = image_check or None
         study.outputs_pending = None
         _set_output_errors(study, errors)
         return study
