@@ -42,3 +42,18 @@ def test_a_lung_model_that_is_not_there_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert "--lung-model" in err and "no-such-run" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_output_lag_setting_reaches_the_worker(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    from radiolens.errors import ConfigError
+    from radiolens.worker import Worker
+
+    assert load_settings({}).output_lag_s == 5.0
+    monkeypatch.setenv("RADIOLENS_OUTPUT_LAG_S", "0")
+    options = TriageService(load_settings({"data_dir": tmp_path}))._worker_options()
+    assert options["output_lag_s"] == 0.0
+    assert Worker(**options).output_lag_s == 0.0
+    monkeypatch.setenv("RADIOLENS_OUTPUT_LAG_S", "-1")
+    with pytest.raises(ConfigError, match="output_lag_s"):
+        load_settings({})

@@ -29,6 +29,9 @@ def add_parser(sub: Any) -> None:
                    "skipped with a warning when not installed; none turns it off)")
     p.add_argument("--batch-studies", type=int, metavar="N", help="most queued studies the "
                    "worker scores together in one batch (default 8; 1: one at a time)")
+    p.add_argument("--output-lag", type=float, metavar="S", dest="output_lag_s",
+                   help="longest the SR, Segmentation, FHIR and HL7 of a scored study wait "
+                        "while more studies are queued (default 5; 0: after each batch)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
                    help="how the worker scores (default auto: OpenVINO when installed, else "
                         "ONNX Runtime, else PyTorch; heatmaps then come from the same pass)")
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         "dicom_port": args.dicom_port, "http_port": args.http_port, "host": args.host,
         "model": args.model, "lung_model": args.lung_model, "policy": args.policy,
         "batch_studies": args.batch_studies, "backend": args.backend,
+        "output_lag_s": args.output_lag_s,
         "forward_to": args.forward_to,
         "hl7_to": args.hl7_to, "send_heatmaps": args.send_heatmaps,
         "memory_limit_mb": args.memory_limit_mb, "tls_cert": args.tls_cert,

@@ -69,7 +69,7 @@ class TriageService:
                 "policy_file": s.policy, "forward_to": s.forward_to, "hl7_to": s.hl7_to,
                 "send_heatmaps": s.send_heatmaps, "heatmaps": s.heatmaps,
                 "lung_model": s.lung_model, "batch_studies": s.batch_studies,
-                "backend": s.backend}
+                "backend": s.backend, "output_lag_s": s.output_lag_s}
 
     def _start_worker(self) -> None:
         from radiolens.worker import Worker, run_worker_process

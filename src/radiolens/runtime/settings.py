@@ -32,6 +32,9 @@ class ServiceSettings(BaseModel):
                             "or builtin:NAME; none turns the lung masks and checks off")
     batch_studies: int = Field(8, ge=1, description="most queued studies the worker scores "
                                                      "together")
+    output_lag_s: float = Field(5.0, ge=0, description="longest a scored study's SR, "
+                                "Segmentation, FHIR and HL7 wait while more studies are "
+                                "queued (triage first; 0: built after each batch)")
     backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
         "auto", description="how the worker scores: auto (OpenVINO, else ONNX Runtime, else "
                             "PyTorch), or one of them")
