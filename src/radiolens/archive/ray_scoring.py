@@ -60,11 +60,12 @@ class ScoreActor:
         for i, s in enumerate(result.scores):
             if s.probabilities is not None and s.calls is not None:
                 probs[i], calls[i] = s.probabilities, s.calls
-        return {"path": np.array([s.path for s in result.scores], dtype=object),
-                "sha256": np.array([s.sha256 for s in result.scores], dtype=object),
-                "error": np.array([s.error for s in result.scores], dtype=object),
+        # plain string columns: Arrow stores them as such (object columns are pickled)
+        return {"path": np.array([s.path for s in result.scores], dtype=str),
+                "sha256": np.array([s.sha256 for s in result.scores], dtype=str),
+                "error": np.array([s.error or "" for s in result.scores], dtype=str),
                 "probs": probs, "calls": calls,
-                "node": np.array([self.node] * n, dtype=object)}
+                "node": np.array([self.node] * n, dtype=str)}
 
 
 def _scores(batch: dict[str, Any]) -> list[FileScore]:
