@@ -175,6 +175,9 @@ def model_alone(checkpoint: str, threads: int, calibration: list[str]) -> dict[s
     from radiolens.models.quantize import quantize_int8
 
     ceilings = _ceilings(threads)
+    # without AVX-512 BF16 or AMX, OpenVINO's bf16 hint runs fp32 (and torch emulates
+    # bf16 matmuls slowly): the fp32 ceiling is then the one that bounds it
+    native_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(_cpu()["flags"]))  # type: ignore[call-overload]
     table: dict[str, dict[str, float]] = {}
     for size in (128, 224):
         with tempfile.TemporaryDirectory() as tmp:
@@ -202,8 +205,8 @@ def model_alone(checkpoint: str, threads: int, calibration: list[str]) -> dict[s
                     row[f"b{batch}_images_per_s"] = _throughput(run, batch, size)
                 row.update(_latency(run, size))
                 ceiling = (ceilings["matmul_int8_gops"] if "int8" in name else
-                           ceilings["matmul_bf16_gflops"] if "bf16" in name else
-                           ceilings["matmul_fp32_gflops"])
+                           ceilings["matmul_bf16_gflops"] if "bf16" in name and native_bf16
+                           else ceilings["matmul_fp32_gflops"])
                 row["b16_fraction_of_ceiling"] = round(row["b16_images_per_s"] * gflop
                                                        / ceiling, 3)
                 table[f"{name} {size}px"] = row

@@ -90,3 +90,19 @@ def test_openvino_and_auto_give_the_same_scores(tiny_model: Path, tmp_path: Path
         Predictor(tiny_model, backend="tensorrt").load()  # type: ignore[arg-type]
     # heatmaps still work with a compiled backend (the torch network loads on first use)
     assert auto.explain(images[0]).shape == (70, 50)
+
+
+def test_openvino_threads_are_not_pinned_to_cores(tiny_model: Path, tmp_path: Path,
+                                                  monkeypatch) -> None:
+    """Several scoring processes (``predict --workers``, Ray actors, the service) must not
+    all share the first core: OpenVINO pins its threads unless told not to."""
+    from radiolens.inference import Predictor
+    from radiolens.models.openvino_runtime import openvino_available, openvino_model
+
+    if not openvino_available():
+        pytest.skip("openvino not installed (pip install radiolens[fast])")
+    monkeypatch.setenv("RADIOLENS_CACHE", str(tmp_path))
+    onnx = Predictor(tiny_model, backend="onnx").load().onnx_file()
+    compiled = openvino_model(onnx, threads=1)
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1

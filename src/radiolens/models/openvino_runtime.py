@@ -53,8 +53,11 @@ def openvino_model(path: str | os.PathLike[str], threads: int = 2,
     if precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"unknown precision {precision!r} for OpenVINO; use fp32 or bf16 "
                           "(int8 needs a quantized model: radiolens quantize)")
+    # no pinning: OpenVINO pins its threads to the first cores, so several processes (the
+    # worker pool of `predict --workers`, Ray actors, the service beside a predict run)
+    # would all share core 0 (two 1-thread processes measured 0.5x one process each)
     config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-                              "PERFORMANCE_HINT": "LATENCY"}
+                              "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
     if precision != "auto":
         config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
     cache = _compiled_cache()
