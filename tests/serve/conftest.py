@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from radiolens.drafts import FindingScore, StudyResult, draft_report
 from radiolens.imaging import to_secondary_capture
 from radiolens.receiver.scp import ingest_dataset
+from radiolens.runtime.settings import API_SHUTDOWN_GRACE_S
 from radiolens.serve import create_app
 from radiolens.worklist import claim_job, complete_job, get_study, open_worklist
 
@@ -172,7 +173,8 @@ def base_url(world: World) -> Iterator[str]:
     port = free_port()
     app = create_app(world.data_dir, world.engine, TOKEN, model_name="test-model")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+                                           log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=API_SHUTDOWN_GRACE_S))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

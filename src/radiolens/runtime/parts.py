@@ -70,6 +70,7 @@ def run_api_process(options: dict[str, Any], ready: Any, worker_down: Any, verbo
     """
     import uvicorn
 
+    from radiolens.runtime.settings import API_SHUTDOWN_GRACE_S
     from radiolens.serve import create_app
     from radiolens.worklist import make_engine
 
@@ -82,6 +83,7 @@ def run_api_process(options: dict[str, Any], ready: Any, worker_down: Any, verbo
                      health_reasons=lambda: ["worker restarting"] if worker_down.value else [])
     server = uvicorn.Server(uvicorn.Config(app, host=options["host"], port=options["port"],
                                            log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=API_SHUTDOWN_GRACE_S,
                                            ssl_certfile=options["tls_cert"],
                                            ssl_keyfile=options["tls_key"]))
     thread = threading.Thread(target=server.run, name="radiolens-api", daemon=True)

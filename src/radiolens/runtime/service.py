@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from radiolens.errors import ConfigError
-from radiolens.runtime.settings import ServiceSettings, read_or_create_token
+from radiolens.runtime.settings import (
+    API_SHUTDOWN_GRACE_S,
+    ServiceSettings,
+    read_or_create_token,
+)
 from radiolens.worker.faults import Backoff, resource_fault
 
 __all__ = ["TriageService"]
@@ -184,7 +188,8 @@ class TriageService:
                          forward_to=s.forward_to, card_figures=self.card_figures,
                          organization=s.organization)
         config = uvicorn.Config(app, host=s.host, port=s.http_port, log_level="warning",
-                                lifespan="off", ssl_certfile=s.tls_cert, ssl_keyfile=s.tls_key)
+                                lifespan="off", ssl_certfile=s.tls_cert, ssl_keyfile=s.tls_key,
+                                timeout_graceful_shutdown=API_SHUTDOWN_GRACE_S)
         self._server = uvicorn.Server(config)
         self._api_thread = threading.Thread(target=self._server.run, name="radiolens-api",
                                             daemon=True)

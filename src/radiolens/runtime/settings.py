@@ -11,9 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from radiolens.errors import ConfigError
 
-__all__ = ["ServiceSettings", "load_settings", "read_or_create_token"]
+__all__ = ["API_SHUTDOWN_GRACE_S", "ServiceSettings", "load_settings",
+           "read_or_create_token"]
 
 ENV_PREFIX = "RADIOLENS_"
+
+#: Seconds the API waits for open requests when it stops. A reviewer's open page holds
+#: a server-sent event stream that never ends by itself (the browser reconnects to the
+#: next API); without a limit every stop waited for the supervisor's 10 s timeout.
+API_SHUTDOWN_GRACE_S = 2
 
 
 class ServiceSettings(BaseModel):
