@@ -1,6 +1,6 @@
 """DICOM ingest rate: radiolens' receiver against Orthanc, same files, same machine.
 
-    .venv/bin/python bench/ingest_bench.py                       # 400 instances
+    .venv/bin/python bench/ingest_bench.py                       # 400 instances, 3 rounds
     nice -n 19 .venv/bin/python bench/ingest_bench.py --instances 200
 
 ``--instances`` small synthetic DX radiographs (DX For Presentation, 256 x 256, 12 bits
@@ -14,18 +14,22 @@ one ``storescu`` process each) to:
   default: the worklist rows of concurrent C-STOREs share one durable transaction);
 * ``radiolens-direct``: the same receiver with ``max_group=0``: one durable transaction
   (and fsync) per instance, the behaviour before group commit;
-* ``pynetdicom-bare``: a pynetdicom SCP with the receiver's presentation contexts that
-  answers success and stores nothing: the ceiling of any receiver built on pynetdicom.
-* ``radiolens-x2`` (only with ``--targets``): a prototype of the way past one Python
-  process: two receiver processes (group commit each) listening on ONE port with
-  ``SO_REUSEPORT`` (the kernel spreads the associations), one SQLite worklist.
+* ``pynetdicom-bare``: a pynetdicom SCP with the receiver's presentation contexts and
+  network settings (largest PDU, loop delay) that answers success and stores nothing:
+  the ceiling of any receiver built on pynetdicom.
+* ``radiolens-x2``: two receiver processes (group commit each) listening on ONE port
+  with ``SO_REUSEPORT`` (``radiolens serve --receivers 2``; the kernel spreads the
+  associations), one SQLite worklist.
 
 Every run checks zero lost: each ``storescu`` succeeded and the receiver holds every
 instance (radiolens: rows in its worklist and files on disk; Orthanc: ``/statistics``;
 bare: C-STOREs answered). dcmtk (storescu and Orthanc's DICOM server) runs with
 ``TCP_NODELAY=1``, as in ``service_bench.py``. Prints instances/s and the ratios to
 Orthanc with the same number of associations (and writes them as JSON with ``--json``).
-On a busy machine, compare the ratios of one run, not absolute rates across runs.
+With ``--rounds N`` every target runs N times, interleaved (each round runs every
+target once, Orthanc first), and the ratios are the medians of the per-round ratios: on
+a shared machine a single run swings by a third, and only ratios measured side by side
+mean anything.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -148,6 +153,7 @@ def bare(_work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
     from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 
     from radiolens.receiver.ingest import DEFAULT_SOP_CLASSES
+    from radiolens.receiver.scp import DEFAULT_MAX_PDU_SIZE, DicomReceiver
 
     answered = [0]
     lock = threading.Lock()
@@ -159,12 +165,14 @@ def bare(_work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
 
     ae = AE(ae_title="BARE")
     ae.maximum_associations = 32
+    ae.maximum_pdu_size = DEFAULT_MAX_PDU_SIZE  # the receiver's network settings
     for sop_class in DEFAULT_SOP_CLASSES:
         ae.add_supported_context(sop_class, DEFAULT_TRANSFER_SYNTAXES)
     ae.add_supported_context("1.2.840.10008.1.1")
     port = _free_port()
     server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, on_store)])
+                             evt_handlers=[(evt.EVT_C_STORE, on_store),
+                                           (evt.EVT_CONN_OPEN, DicomReceiver._on_connection)])
     try:
         yield port, "BARE", lambda: answered[0]
     finally:
@@ -175,25 +183,14 @@ def bare(_work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
 def _reuse_port_child(port: int, data_dir: str) -> None:
     """``--child``: one receiver process of ``radiolens-x2`` (until SIGTERM)."""
     import signal
-    import socket
-
-    from pynetdicom import transport
 
     from radiolens.receiver import DicomReceiver
     from radiolens.worklist import make_engine
 
-    bind = transport.AssociationServer.server_bind
-
-    def server_bind(self: transport.AssociationServer) -> None:
-        assert self.socket is not None
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        bind(self)
-
-    transport.AssociationServer.server_bind = server_bind  # type: ignore[method-assign]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     receiver = DicomReceiver(data_dir, make_engine(Path(data_dir) / "worklist.db"),
-                             host="127.0.0.1", port=port)
+                             host="127.0.0.1", port=port, reuse_port=True)
     receiver.start()
     print("ready", flush=True)
     stop.wait()
@@ -275,7 +272,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--instances", type=int, default=400)
     ap.add_argument("--associations", type=int, default=4)
-    ap.add_argument("--targets", default=",".join(TARGETS[:4]),
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repeats; the "
+                    "ratios are medians of the per-round ratios (default 3)")
+    ap.add_argument("--targets", default="orthanc,radiolens,pynetdicom-bare,radiolens-x2",
                     help=f"comma-separated, from {', '.join(TARGETS)}")
     ap.add_argument("--dir", default=None, help="where the data go (default: TMPDIR)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
@@ -293,25 +292,37 @@ def main() -> int:
         work = Path(tmp)
         files = make_files(work / "files", args.instances)
         size_kb = round(files[0].stat().st_size / 1024)
-        print(f"{len(files)} DX instances of {size_kb} KB", flush=True)
-        for associations in sorted({1, args.associations}):
-            for target in targets:
-                rows.append(run_one(target, files, associations,
-                                    work / f"{target}-{associations}"))
-    by = {(r["target"], r["associations"]): float(r["per_s"]) for r in rows}  # type: ignore[arg-type]
-    ratios = {}
-    for (target, associations), rate in by.items():
-        base = by.get(("orthanc", associations))
-        if target != "orthanc" and base:
-            ratios[f"{target}/orthanc@{associations}"] = round(rate / base, 2)
-    print("\nratios to Orthanc (same associations):")
+        print(f"{len(files)} DX instances of {size_kb} KB, {args.rounds} rounds", flush=True)
+        ordered = ["orthanc", *(t for t in targets if t != "orthanc")] \
+            if "orthanc" in targets else targets
+        for rnd in range(1, args.rounds + 1):
+            print(f"round {rnd}", flush=True)
+            for associations in sorted({1, args.associations}):
+                for target in ordered:
+                    row = run_one(target, files, associations,
+                                  work / f"{target}-{associations}-{rnd}")
+                    rows.append({**row, "round": rnd})
+    per_round: dict[str, list[float]] = {}
+    for row in rows:
+        base = next((float(r["per_s"]) for r in rows  # type: ignore[arg-type]
+                     if r["target"] == "orthanc" and r["round"] == row["round"]
+                     and r["associations"] == row["associations"]), None)
+        if row["target"] != "orthanc" and base:
+            key = f"{row['target']}/orthanc@{row['associations']}"
+            per_round.setdefault(key, []).append(float(row["per_s"]) / base)  # type: ignore[arg-type]
+    ratios = {key: round(statistics.median(values), 2) for key, values in per_round.items()}
+    print(f"\nratios to Orthanc (same associations; median of {args.rounds} rounds, "
+          "[lowest, highest]):")
     for key, value in ratios.items():
-        print(f"  {key:32s} {value:.2f}x")
+        print(f"  {key:32s} {value:.2f}x  [{min(per_round[key]):.2f}, "
+              f"{max(per_round[key]):.2f}]")
     lost = sum(int(r["lost"]) for r in rows)  # type: ignore[call-overload]
     print(f"lost: {lost}")
     results = {"date": dt.date.today().isoformat(), "cpu_count": os.cpu_count(),
-               "instances": args.instances, "instance_kb": size_kb, "runs": rows,
-               "ratios": ratios, "lost": lost}
+               "instances": args.instances, "instance_kb": size_kb, "rounds": args.rounds,
+               "runs": rows, "ratios": ratios,
+               "ratio_range": {k: [round(min(v), 2), round(max(v), 2)]
+                               for k, v in per_round.items()}, "lost": lost}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 1 if lost else 0

@@ -193,6 +193,41 @@ def test_a_dead_api_is_restarted_while_the_receiver_keeps_receiving(
         service.stop()
 
 
+def test_two_receiver_processes_share_the_port_and_one_is_restarted(
+        tiny_model: Path, tmp_path: Path) -> None:
+    from radiolens.dicomnet import send_files
+
+    from ..dicomnet.synthetic import make_dataset, write_dicom
+
+    settings = load_settings({"data_dir": tmp_path / "data", "dicom_port": free_port(),
+                              "http_port": free_port(), "model": str(tiny_model),
+                              "api_token": "t", "receivers": 2})
+    service = TriageService(settings)
+    service.start()
+    to = f"RADIOLENS@127.0.0.1:{settings.dicom_port}"
+    try:
+        first, second = service._parts["receiver"].proc, service._parts["receiver-2"].proc
+        assert first.is_alive() and second.is_alive()
+        second.kill()
+        second.join(timeout=10)
+        seeds = [f"two-receivers-{i}" for i in range(6)]
+        uids = [str(make_dataset(seed=seed).StudyInstanceUID) for seed in seeds]
+        assert send_files([write_dicom(tmp_path, seeds[0])], to).ok  # the other one took it
+        deadline = time.monotonic() + 30
+        while service._parts["receiver-2"].proc is second:
+            assert time.monotonic() < deadline, "the dead receiver was not restarted"
+            service.check_parts()
+            time.sleep(0.2)
+        for seed in seeds[1:]:
+            assert send_files([write_dicom(tmp_path, seed)], to).ok
+        assert service.wait_until_scored(uids, timeout=120) == dict.fromkeys(uids, "scored")
+        assert service._parts["receiver"].proc is first and first.is_alive()
+        assert service._parts["receiver-2"].proc.is_alive()
+    finally:
+        service.stop()
+    assert not first.is_alive()
+
+
 def _children(pid: int) -> list[int]:
     """The child processes of ``pid`` but multiprocessing's resource tracker."""
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()

@@ -20,6 +20,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ae-title", metavar="AE", help="our AE title (default RADIOLENS)")
     p.add_argument("--dicom-port", type=int, metavar="N", help="default 11112")
     p.add_argument("--http-port", type=int, metavar="N", help="default 8000")
+    p.add_argument("--receivers", type=int, metavar="N", help="DICOM receiver processes "
+                   "sharing --dicom-port (default 1; about one per core when a PACS sends "
+                   "over many associations at once)")
     p.add_argument("--host", metavar="ADDR", help="listen address (default 127.0.0.1; "
                    "0.0.0.0 for every interface)")
     p.add_argument("--model", metavar="CKPT", help="run directory or builtin:NAME (default "
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings({
         "data_dir": args.data_dir, "db": args.db, "ae_title": args.ae_title,
         "dicom_port": args.dicom_port, "http_port": args.http_port, "host": args.host,
+        "receivers": args.receivers,
         "model": args.model, "lung_model": args.lung_model, "policy": args.policy,
         "batch_studies": args.batch_studies, "backend": args.backend,
         "output_lag_s": args.output_lag_s,

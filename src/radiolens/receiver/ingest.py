@@ -7,10 +7,11 @@ needs pydicom and the worklist, not pynetdicom. Refusals raise
 :class:`~radiolens.errors.InstanceRefused` carrying a DICOM status; each boundary maps
 it to its own answer (a C-STORE status, an HTTP 4xx).
 
-Group commit: the SCP passes a :class:`GroupCommitter`, whose one thread records
-whatever instances are waiting (from any association) in ONE durable transaction, then
-answers each waiter with its own outcome. An instance is still acknowledged only once
-its file and its worklist row are both on disk; a lone instance is committed at once.
+Group commit: the SCP passes a :class:`GroupCommitter`, which records whatever
+instances are waiting (from any association) in ONE durable transaction, committed by
+the handler that comes first, then answers each waiter with its own outcome. An
+instance is still acknowledged only once its file and its worklist row are both on
+disk; a lone instance is committed at once.
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ class _Waiter:
     """One instance waiting for its group's commit."""
 
     record: tuple[Mapping[str, Any], Path, int]
-    done: threading.Event
+    finished: bool = False
     outcome: RecordOutcome | BaseException | None = None
 
 
@@ -258,15 +259,16 @@ DEFAULT_MAX_GROUP = 64
 class GroupCommitter:
     """Records stored instances in groups: one durable transaction for all that wait.
 
-    One thread owns the worklist writes of the receiver. :meth:`record` (called by each
-    C-STORE handler, after its file is written and fsynced) queues the instance and
-    waits; the thread takes every instance queued (up to ``max_group``), records them in
-    one transaction with :func:`radiolens.worklist.intake.record_instances` (one fsync
-    of the WAL), then wakes each waiter with its own outcome. There is no delay: a lone
-    instance is committed at once, and the instances that arrive during a commit form
-    the next group. A record that fails on its own fails its instance only; when the
-    transaction fails (a read-only or full disk), every instance of the group gets that
-    error, and none is acknowledged.
+    Leader and followers: :meth:`record` (called by each C-STORE handler, after its file
+    is written and fsynced) queues the instance. When no commit is running, the caller
+    becomes the leader: it takes every instance queued (up to ``max_group``), records
+    them in one transaction with :func:`radiolens.worklist.intake.record_instances` (one
+    fsync of the WAL) and gives each its own outcome; meanwhile the instances of other
+    associations queue behind it and form the next group, committed by one of their
+    own threads. There is no delay and no hand-off to another thread: a lone instance
+    is committed at once by its own handler. A record that fails on its own fails its
+    instance only; when the transaction fails (a read-only or full disk), every instance
+    of the group gets that error, and none is acknowledged.
 
     Args:
         engine: the worklist engine.
@@ -287,8 +289,8 @@ class GroupCommitter:
         self.max_group = max_group
         self._queue: deque[_Waiter] = deque()
         self._cond = threading.Condition()
-        self._closing = False
-        self._thread: threading.Thread | None = None
+        self._running = False
+        self._committing = False
         self._stats = {"groups": 0, "instances": 0, "largest_group": 0, "failed_groups": 0}
 
     @property
@@ -304,24 +306,18 @@ class GroupCommitter:
             return len(self._queue)
 
     def start(self) -> None:
-        """Start the committing thread."""
+        """Start grouping records."""
         with self._cond:
-            if self._thread is not None:
+            if self._running:
                 raise RuntimeError("the committer is already running")
-            self._closing = False
-            self._thread = threading.Thread(target=self._run, name="radiolens-commit",
-                                            daemon=True)
-            self._thread.start()
+            self._running = True
 
     def stop(self) -> None:
-        """Commit what is queued, then end the thread; later records commit directly."""
+        """Let what is queued be committed; later records commit directly."""
         with self._cond:
-            thread, self._closing = self._thread, True
-            self._cond.notify_all()
-        if thread is not None:
-            thread.join()
-        with self._cond:
-            self._thread = None
+            self._running = False
+            while self._queue or self._committing:
+                self._cond.wait()
 
     def record(self, meta: Mapping[str, Any], path: Path, size: int) -> tuple[str, bool]:
         """Record one instance (in the next group) and wait until it is durable.
@@ -333,49 +329,50 @@ class GroupCommitter:
             ValueError: a required UID is missing.
             WorklistError: the worklist cannot be written.
         """
-        waiter = _Waiter((meta, path, size), threading.Event())
+        waiter = _Waiter((meta, path, size))
         with self._cond:
-            running = self._thread is not None and not self._closing
-            if running:
+            if self._running:
                 self._queue.append(waiter)
-                self._cond.notify()
-        if not running:  # stopping or not started: the direct path, as before
+                while not waiter.finished:
+                    if self._committing:
+                        self._cond.wait()
+                        continue
+                    take = min(len(self._queue), self.max_group)
+                    group = [self._queue.popleft() for _ in range(take)]
+                    self._committing = True
+                    self._cond.release()
+                    try:
+                        outcomes, failed = self._commit(group)
+                    finally:
+                        self._cond.acquire()
+                        self._committing = False
+                    for member, result in zip(group, outcomes, strict=True):
+                        member.outcome, member.finished = result, True
+                    self._count(len(group), failed)
+                    self._cond.notify_all()
+        if not waiter.finished:  # stopping or not started: the direct path, as before
             study, created = record_instance(self.engine, meta=meta, path=path, size=size)
             return study.study_instance_uid, created
-        waiter.done.wait()
         outcome = waiter.outcome
         if isinstance(outcome, BaseException):
             raise outcome
         assert outcome is not None
         return outcome
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                take = min(len(self._queue), self.max_group)
-                group = [self._queue.popleft() for _ in range(take)]
-            self._commit(group)
-
-    def _commit(self, group: list[_Waiter]) -> None:
-        outcomes: Sequence[RecordOutcome | BaseException]
+    def _commit(self, group: list[_Waiter]
+                ) -> tuple[Sequence[RecordOutcome | BaseException], bool]:
+        """Record ``group`` in one transaction: the outcomes, and whether it failed whole."""
         try:
-            outcomes = record_instances(self.engine, [w.record for w in group])
-            failed = False
+            return record_instances(self.engine, [w.record for w in group]), False
         except BaseException as exc:  # the transaction failed: nobody is acknowledged
             logger.error("could not record a group of %d instances: %s", len(group), exc)
-            outcomes, failed = [exc] * len(group), True
-        with self._cond:
-            self._stats["groups"] += 1
-            self._stats["failed_groups"] += failed
-            self._stats["instances"] += len(group)
-            self._stats["largest_group"] = max(self._stats["largest_group"], len(group))
-        for waiter, outcome in zip(group, outcomes, strict=True):
-            waiter.outcome = outcome
-            waiter.done.set()
+            return [exc] * len(group), True
+
+    def _count(self, size: int, failed: bool) -> None:
+        self._stats["groups"] += 1
+        self._stats["failed_groups"] += failed
+        self._stats["instances"] += size
+        self._stats["largest_group"] = max(self._stats["largest_group"], size)
 
 
 def ingest_dataset(

@@ -37,7 +37,9 @@ def run_receiver_process(options: dict[str, Any], ready: Any, verbose: int = 0,
     """Run the DICOM receiver until SIGTERM.
 
     Args:
-        options: ``data_dir``, ``db``, ``ae_title``, ``port``, ``host``.
+        options: ``data_dir``, ``db``, ``ae_title``, ``port``, ``host``, ``max_pixels``,
+            ``require_called_aet``, ``tls_cert``, ``tls_key`` and ``reuse_port`` (other
+            receiver processes share the port).
         ready: a ``multiprocessing`` Event set once the receiver listens.
     """
     from radiolens.receiver import DicomReceiver
@@ -48,7 +50,8 @@ def run_receiver_process(options: dict[str, Any], ready: Any, verbose: int = 0,
                              ae_title=options["ae_title"], port=options["port"],
                              host=options["host"], max_pixels=options["max_pixels"],
                              require_called_aet=options["require_called_aet"],
-                             tls_cert=options["tls_cert"], tls_key=options["tls_key"])
+                             tls_cert=options["tls_cert"], tls_key=options["tls_key"],
+                             reuse_port=options.get("reuse_port", False))
     receiver.start(block=False)
     ready.set()
     try:

@@ -95,11 +95,11 @@ class TriageService:
     def _part_options(self, name: str) -> dict[str, Any]:
         s = self.settings
         db = s.db or str(self._db_url)
-        if name == "receiver":
+        if _is_receiver(name):
             return {"data_dir": str(s.data_dir), "db": db, "ae_title": s.ae_title,
                     "port": s.dicom_port, "host": s.host, "max_pixels": s.max_image_pixels,
                     "require_called_aet": s.require_called_aet, "tls_cert": s.tls_cert,
-                    "tls_key": s.tls_key}
+                    "tls_key": s.tls_key, "reuse_port": s.receivers > 1}
         return {"data_dir": str(s.data_dir), "db": db, "token": self.token,
                 "model_name": s.model, "ae_title": s.ae_title, "dicom_port": s.dicom_port,
                 "host": s.host, "port": s.http_port, "max_pixels": s.max_image_pixels,
@@ -107,13 +107,13 @@ class TriageService:
                 "organization": s.organization, "tls_cert": s.tls_cert, "tls_key": s.tls_key}
 
     def _start_part(self, name: str) -> None:
-        """Start the receiver or API process and wait until it listens."""
+        """Start a receiver or the API process and wait until it listens."""
         from radiolens.runtime.parts import run_api_process, run_receiver_process
 
         s = self.settings
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Event()
-        if name == "receiver":
+        if _is_receiver(name):
             args: tuple[Any, ...] = (self._part_options(name), ready, self.verbose, self.quiet,
                                      s.receiver_memory_limit_mb)
             target: Any = run_receiver_process
@@ -128,7 +128,7 @@ class TriageService:
         deadline = time.monotonic() + 60
         while not ready.wait(0.1):
             if not proc.is_alive() or time.monotonic() > deadline:
-                flag = "--dicom-port" if name == "receiver" else "--http-port"
+                flag = "--dicom-port" if _is_receiver(name) else "--http-port"
                 raise ConfigError(f"the {name} could not start (exit code {proc.exitcode}); "
                                   f"see the log above; is {flag} free?")
 
@@ -161,7 +161,8 @@ class TriageService:
         if self.worker_in_process:
             self._worker_down = multiprocessing.get_context("spawn").Value("b", 0)
             try:
-                self._start_part("receiver")
+                for name in receiver_names(s.receivers):
+                    self._start_part(name)
                 self.receiver = _Listening(s.dicom_port)
                 self._start_worker()
                 self._start_part("api")
@@ -315,7 +316,7 @@ class TriageService:
             if part.proc is not None and part.name == "api":
                 _terminate(part.proc)
         for part in self._parts.values():
-            if part.proc is not None and part.name == "receiver":
+            if part.proc is not None and _is_receiver(part.name):
                 _terminate(part.proc)
         receiver = getattr(self, "receiver", None)
         if receiver is not None:
@@ -324,6 +325,15 @@ class TriageService:
             _terminate(self._worker_proc)
         if self._worker_thread is not None:
             self._worker_thread.join(timeout=10)
+
+
+def receiver_names(count: int) -> list[str]:
+    """The part names of ``count`` receiver processes: receiver, receiver-2, ..."""
+    return ["receiver"] + [f"receiver-{i}" for i in range(2, count + 1)]
+
+
+def _is_receiver(name: str) -> bool:
+    return name == "receiver" or name.startswith("receiver-")
 
 
 def check_peers(settings: ServiceSettings) -> None:

@@ -32,6 +32,9 @@ class ServiceSettings(BaseModel):
     ae_title: str = Field("RADIOLENS", max_length=16)
     dicom_port: int = Field(11112, ge=1, le=65535)
     http_port: int = Field(8000, ge=1, le=65535)
+    receivers: int = Field(1, ge=1, le=64, description="DICOM receiver processes sharing "
+                           "dicom_port (SO_REUSEPORT); about one per core for many "
+                           "concurrent associations")
     host: str = "127.0.0.1"
     model: str = "builtin:pneumonia-kermany"
     lung_model: str = Field("builtin:lungs", description="lung segmentation run directory "
