@@ -17,6 +17,8 @@ one ``storescu`` process each) to:
 * ``pynetdicom-bare``: a pynetdicom SCP with the receiver's presentation contexts and
   network settings (largest PDU, loop delay) that answers success and stores nothing:
   the ceiling of any receiver built on pynetdicom.
+* ``radiolens-pynetdicom-defaults``: the receiver with pynetdicom's own network
+  settings (16 KB PDUs, a 1 ms loop delay), as before 2026-12-07;
 * ``radiolens-x2``: two receiver processes (group commit each) listening on ONE port
   with ``SO_REUSEPORT`` (``radiolens serve --receivers 2``; the kernel spreads the
   associations), one SQLite worklist.
@@ -51,7 +53,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 STORESCU = "/usr/bin/storescu"
-TARGETS = ("orthanc", "radiolens", "radiolens-direct", "pynetdicom-bare", "radiolens-x2")
+TARGETS = ("orthanc", "radiolens", "radiolens-direct", "pynetdicom-bare", "radiolens-x2",
+           "radiolens-pynetdicom-defaults")
+#: pynetdicom's own largest PDU (what the receiver used before 1 MiB)
+PYNETDICOM_MAX_PDU = 16382
 
 
 def make_files(out: Path, n: int, size: int = 256) -> list[Path]:
@@ -119,7 +124,8 @@ def orthanc(work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
 
 
 @contextmanager
-def radiolens(work: Path, max_group: int | None) -> Iterator[tuple[int, str, Callable[[], int]]]:
+def radiolens(work: Path, max_group: int | None, **options: Any
+              ) -> Iterator[tuple[int, str, Callable[[], int]]]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
@@ -128,7 +134,8 @@ def radiolens(work: Path, max_group: int | None) -> Iterator[tuple[int, str, Cal
 
     data_dir = work / "data"
     engine = open_worklist(data_dir / "worklist.db")
-    kwargs: dict[str, Any] = {} if max_group is None else {"max_group": max_group}
+    kwargs: dict[str, Any] = dict(options) if max_group is None else \
+        {"max_group": max_group, **options}
     receiver = DicomReceiver(data_dir, engine, host="127.0.0.1", port=_free_port(), **kwargs)
 
     def stored() -> int:
@@ -153,7 +160,7 @@ def bare(_work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
     from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 
     from radiolens.receiver.ingest import DEFAULT_SOP_CLASSES
-    from radiolens.receiver.scp import DEFAULT_MAX_PDU_SIZE, DicomReceiver
+    from radiolens.receiver.scp import DEFAULT_MAX_PDU_SIZE, DUL_POLL_S, set_loop_delay
 
     answered = [0]
     lock = threading.Lock()
@@ -172,7 +179,8 @@ def bare(_work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
     port = _free_port()
     server = ae.start_server(("127.0.0.1", port), block=False,
                              evt_handlers=[(evt.EVT_C_STORE, on_store),
-                                           (evt.EVT_CONN_OPEN, DicomReceiver._on_connection)])
+                                           (evt.EVT_CONN_OPEN, set_loop_delay,
+                                            [DUL_POLL_S])])
     try:
         yield port, "BARE", lambda: answered[0]
     finally:
@@ -251,6 +259,8 @@ def run_one(target: str, files: list[Path], associations: int, work: Path) -> di
         "orthanc": lambda: orthanc(work),
         "radiolens": lambda: radiolens(work, None),
         "radiolens-direct": lambda: radiolens(work, 0),
+        "radiolens-pynetdicom-defaults": lambda: radiolens(
+            work, None, max_pdu_size=PYNETDICOM_MAX_PDU, loop_delay_s=0.001),
         "pynetdicom-bare": lambda: bare(work),
         "radiolens-x2": lambda: radiolens_x2(work),
     }

@@ -369,3 +369,37 @@ def test_bare_tcp_connections_do_not_lock_the_pacs_out(tmp_path: Path, engine: E
         assert list_studies(engine)
     finally:
         scp.stop()
+
+
+def test_associations_get_large_pdus_and_a_short_network_loop(
+    tmp_path: Path, engine: Engine
+) -> None:
+    from pynetdicom import AE, evt
+
+    from radiolens.receiver.scp import DEFAULT_MAX_PDU_SIZE, DUL_POLL_S
+
+    delays: list[float] = []
+    scp = DicomReceiver(tmp_path / "data", engine, host="127.0.0.1", port=free_port())
+    scp.start()
+    try:
+        assert scp._server is not None
+        scp._server.bind(evt.EVT_ACCEPTED,  # runs after our EVT_CONN_OPEN handler
+                         lambda event: delays.append(event.assoc.dul._run_loop_delay))
+        ae = AE(ae_title="PDUTEST")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", scp.port, ae_title=scp.ae_title)
+        assert assoc.is_established
+        assert assoc.acceptor.maximum_length == DEFAULT_MAX_PDU_SIZE  # what we offered
+        assoc.release()
+    finally:
+        scp.stop()
+    assert delays == [DUL_POLL_S]
+
+
+@pytest.mark.parametrize("option", [{"loop_delay_s": 0}, {"max_pdu_size": -1},
+                                    {"loop_delay_s": 5}])
+def test_bad_network_settings_are_refused(tmp_path: Path, option: dict[str, float]) -> None:
+    from radiolens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max_pdu_size at least 0, loop_delay_s"):
+        DicomReceiver(tmp_path, **option)  # type: ignore[arg-type]

@@ -89,6 +89,17 @@ class _SharedPortServer(ThreadedAssociationServer):
         self.server_close()
 
 
+def set_loop_delay(event: Event, seconds: float) -> None:
+    """Set the network-loop delay of a new association (an ``EVT_CONN_OPEN`` handler).
+
+    ``_run_loop_delay`` is the knob pynetdicom's maintainers point to for its latency;
+    an association without it (another pynetdicom) keeps its own.
+    """
+    dul = getattr(event.assoc, "dul", None)
+    if dul is not None and hasattr(dul, "_run_loop_delay"):
+        dul._run_loop_delay = seconds
+
+
 def _failure(status: int, comment: str) -> Dataset:
     reply = Dataset()
     reply.Status = status
@@ -147,6 +158,8 @@ class DicomReceiver:
         reuse_port: let other receiver processes listen on the same port
             (``SO_REUSEPORT``), each taking a share of the associations: one Python
             process handles about one core's worth of C-STOREs.
+        loop_delay_s: seconds each association's network loop sleeps when idle
+            (:data:`DUL_POLL_S`; pynetdicom's own default is 0.001).
 
     Example:
         >>> receiver = DicomReceiver("data", port=11112)
@@ -176,10 +189,13 @@ class DicomReceiver:
         max_group: int = DEFAULT_MAX_GROUP,
         max_pdu_size: int = DEFAULT_MAX_PDU_SIZE,
         reuse_port: bool = False,
+        loop_delay_s: float = DUL_POLL_S,
     ) -> None:
-        if max_associations < 1 or acse_timeout <= 0 or max_group < 0 or max_pdu_size < 0:
+        if max_associations < 1 or acse_timeout <= 0 or min(max_group, max_pdu_size) < 0 \
+                or not 0 < loop_delay_s <= 1:
             raise ConfigError("max_associations must be at least 1, acse_timeout positive, "
-                              "max_group and max_pdu_size at least 0")
+                              "max_group and max_pdu_size at least 0, loop_delay_s in "
+                              "(0, 1] seconds")
         if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
             raise ConfigError("several receiver processes on one port need SO_REUSEPORT "
                               "(Linux, macOS, BSD); run one receiver process here")
@@ -202,6 +218,7 @@ class DicomReceiver:
         self.max_group = max_group
         self.max_pdu_size = max_pdu_size
         self.reuse_port = reuse_port
+        self.loop_delay_s = loop_delay_s
         self.engine_: Engine | None = None
         self.committer_: GroupCommitter | None = None
         self.ae_: AE | None = None
@@ -384,12 +401,8 @@ class DicomReceiver:
         requestor = event.assoc.requestor
         return f"{requestor.ae_title}@{requestor.address}:{requestor.port}"
 
-    @staticmethod
-    def _on_connection(event: Event) -> None:
-        # pynetdicom's documented tuning knob for the latency of its network loop
-        dul = getattr(event.assoc, "dul", None)
-        if dul is not None and hasattr(dul, "_run_loop_delay"):
-            dul._run_loop_delay = DUL_POLL_S
+    def _on_connection(self, event: Event) -> None:
+        set_loop_delay(event, self.loop_delay_s)
 
     def _on_accepted(self, event: Event) -> None:
         self._count("associations")
