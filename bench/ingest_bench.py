@@ -19,6 +19,10 @@ one ``storescu`` process each) to:
   the ceiling of any receiver built on pynetdicom.
 * ``radiolens-pynetdicom-defaults``: the receiver with pynetdicom's own network
   settings (16 KB PDUs, a 1 ms loop delay), as before 2026-12-07;
+* ``radiolens-serial-fsync``: the receiver fsyncing each file before recording its
+  worklist row (``overlap_fsync=False``), as before the fourth session of 2026-12-07
+  (by default the two run at once; either way the sender is answered once both are
+  durable);
 * ``radiolens-x2``: two receiver processes (group commit each) listening on ONE port
   with ``SO_REUSEPORT`` (``radiolens serve --receivers 2``; the kernel spreads the
   associations), one SQLite worklist.
@@ -54,7 +58,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 STORESCU = "/usr/bin/storescu"
 TARGETS = ("orthanc", "radiolens", "radiolens-direct", "pynetdicom-bare", "radiolens-x2",
-           "radiolens-pynetdicom-defaults")
+           "radiolens-pynetdicom-defaults", "radiolens-serial-fsync")
 #: pynetdicom's own largest PDU (what the receiver used before 1 MiB)
 PYNETDICOM_MAX_PDU = 16382
 
@@ -261,6 +265,7 @@ def run_one(target: str, files: list[Path], associations: int, work: Path) -> di
         "radiolens-direct": lambda: radiolens(work, 0),
         "radiolens-pynetdicom-defaults": lambda: radiolens(
             work, None, max_pdu_size=PYNETDICOM_MAX_PDU, loop_delay_s=0.001),
+        "radiolens-serial-fsync": lambda: radiolens(work, None, overlap_fsync=False),
         "pynetdicom-bare": lambda: bare(work),
         "radiolens-x2": lambda: radiolens_x2(work),
     }

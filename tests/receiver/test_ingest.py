@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from radiolens.errors import DicomElementError, InstanceRefused
 from radiolens.receiver import STATUS_DECODE_FAILED, ingest_dataset
 from radiolens.worklist import list_studies
 from tests.fuzz.test_fuzz_targets import _unknown_vr_dicom
+
+from ..dicomnet.synthetic import make_dataset
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -27,3 +30,32 @@ def test_ingest_refuses_an_undecodable_patient_id_with_c210_and_stores_nothing(
     assert isinstance(info.value.__cause__, DicomElementError)
     assert not list((tmp_path / "data").rglob("*.dcm"))
     assert list_studies(engine) == []
+
+
+def _encoded(ds: pydicom.Dataset) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_a_resend_repairs_a_file_cut_short_and_keeps_an_intact_one(
+        tmp_path: Path, engine: Engine) -> None:
+    data = _encoded(make_dataset(seed="repair"))
+    ds = pydicom.dcmread(BytesIO(data))
+    with ThreadPoolExecutor(1) as file_sync:
+        study_uid, created = ingest_dataset(tmp_path, engine, ds, encoded=data,
+                                            file_sync=file_sync)
+        assert created
+        (stored,) = (tmp_path / "dicom" / study_uid).iterdir()
+        assert stored.read_bytes() == data
+        inode = stored.stat().st_ino
+        # the sender resends an instance already stored whole: the file is left alone
+        assert ingest_dataset(tmp_path, engine, ds, encoded=data,
+                              file_sync=file_sync) == (study_uid, False)
+        assert stored.stat().st_ino == inode
+        # a crash before the fsync cut the file short (its sender was never answered)
+        stored.write_bytes(data[: len(data) // 2])
+        assert ingest_dataset(tmp_path, engine, ds, encoded=data,
+                              file_sync=file_sync) == (study_uid, False)
+    assert stored.read_bytes() == data
+    assert len(list_studies(engine)) == 1

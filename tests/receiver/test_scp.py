@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from radiolens import _fs as fs_module
 from radiolens.dicomnet import send_dataset, send_files
 from radiolens.errors import DicomSendError
 from radiolens.receiver import (
@@ -164,19 +165,35 @@ def test_database_failure_returns_failure_and_leaves_no_file(
     assert receiver.stats["failed"] == 1
 
 
-def test_disk_failure_returns_failure(
-    tmp_path: Path, receiver: DicomReceiver, engine: Engine, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlapped", "serial"])
+@pytest.mark.parametrize("fails", ["write", "fsync"])
+def test_disk_failure_returns_failure_and_the_resend_is_stored(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch, overlap: bool, fails: str
 ) -> None:
-    def full_disk(dest: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+    def full_disk(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ingest_module, "write_atomic", full_disk)
-    with pytest.raises(DicomSendError, match=f"0x{STATUS_OUT_OF_RESOURCES:04X}"):
-        send_dataset(make_dataset(seed="diskfail"), _to(receiver))
-    assert _count(engine, Instance) == 0
-    monkeypatch.undo()
-    send_dataset(make_dataset(seed="diskok"), _to(receiver))
-    assert _count(engine, Instance) == 1
+    if fails == "write":
+        monkeypatch.setattr(ingest_module, "write_atomic", full_disk)
+        monkeypatch.setattr(ingest_module, "write_new", full_disk)
+    else:  # the bytes were written; making them durable fails
+        monkeypatch.setattr(fs_module.os, "fsync", full_disk)
+    ds = make_dataset(seed="diskfail")
+    scp = DicomReceiver(tmp_path / "data", engine, host="127.0.0.1", port=free_port(),
+                        overlap_fsync=overlap)
+    with scp:
+        with pytest.raises(DicomSendError, match=f"0x{STATUS_OUT_OF_RESOURCES:04X}"):
+            send_dataset(ds, _to(scp))
+        assert not list((tmp_path / "data").rglob("*.dcm"))  # no file that may not last
+        assert not list((tmp_path / "data").rglob("*.partial"))
+        # overlapped, the row may be committed before the fsync fails; never otherwise
+        assert _count(engine, Instance) == (1 if overlap and fails == "fsync" else 0)
+        monkeypatch.undo()
+        send_dataset(ds, _to(scp))  # the sender's retry
+        send_dataset(make_dataset(seed="diskok"), _to(scp))
+    assert _count(engine, Instance) == 2
+    for inst in list_instances(engine, str(ds.StudyInstanceUID)):
+        assert (tmp_path / "data" / inst.path).stat().st_size == inst.size_bytes
 
 
 def test_receiver_opens_its_own_worklist(tmp_path: Path) -> None:
@@ -341,6 +358,7 @@ def test_storage_failure_comment_names_no_server_path(
         raise OSError(errno.ENOSPC, "No space left on device", str(dest))
 
     monkeypatch.setattr(ingest_module, "write_atomic", full_disk)
+    monkeypatch.setattr(ingest_module, "write_new", full_disk)
     with pytest.raises(DicomSendError, match="0xA700: storage failed: No space") as info:
         send_dataset(make_dataset(seed="nopath"), _to(receiver))
     assert str(tmp_path) not in str(info.value)

@@ -20,6 +20,7 @@ import socketserver
 import ssl
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,10 @@ class DicomReceiver:
             process handles about one core's worth of C-STOREs.
         loop_delay_s: seconds each association's network loop sleeps when idle
             (:data:`DUL_POLL_S`; pynetdicom's own default is 0.001).
+        overlap_fsync: fsync each new file while its worklist row is recorded, rather
+            than before (see ``file_sync`` in
+            :func:`~radiolens.receiver.ingest.ingest_dataset`); either way a sender is
+            answered only once both are durable.
 
     Example:
         >>> receiver = DicomReceiver("data", port=11112)
@@ -190,6 +195,7 @@ class DicomReceiver:
         max_pdu_size: int = DEFAULT_MAX_PDU_SIZE,
         reuse_port: bool = False,
         loop_delay_s: float = DUL_POLL_S,
+        overlap_fsync: bool = True,
     ) -> None:
         if max_associations < 1 or acse_timeout <= 0 or min(max_group, max_pdu_size) < 0 \
                 or not 0 < loop_delay_s <= 1:
@@ -219,6 +225,8 @@ class DicomReceiver:
         self.max_pdu_size = max_pdu_size
         self.reuse_port = reuse_port
         self.loop_delay_s = loop_delay_s
+        self.overlap_fsync = overlap_fsync
+        self.file_sync_: ThreadPoolExecutor | None = None
         self.engine_: Engine | None = None
         self.committer_: GroupCommitter | None = None
         self.ae_: AE | None = None
@@ -320,6 +328,9 @@ class DicomReceiver:
         if self.max_group > 0:
             self.committer_ = GroupCommitter(self.engine_, max_group=self.max_group)
             self.committer_.start()
+        if self.overlap_fsync:
+            self.file_sync_ = ThreadPoolExecutor(self.max_associations,
+                                                 thread_name_prefix="radiolens-fsync")
         self.ae_ = self._build_ae()
         address = (self.host, self.requested_port)
         try:
@@ -366,6 +377,9 @@ class DicomReceiver:
         committer, self.committer_ = self.committer_, None
         if committer is not None:
             committer.stop()  # commits (and answers) what is queued first
+        file_sync, self.file_sync_ = self.file_sync_, None
+        if file_sync is not None:
+            file_sync.shutdown(wait=True)  # a late handler then syncs in its own thread
 
     def _close_engine(self) -> None:
         if self._owns_engine and self.engine_ is not None:
@@ -440,6 +454,7 @@ class DicomReceiver:
                 encoded=event.encoded_dataset(include_meta=True),
                 accepted_sop_classes=self.accepted_sop_classes,
                 max_pixels=self.max_pixels, committer=self.committer_,
+                file_sync=self.file_sync_,
             )
         except InstanceRefused as exc:
             self._count("failed")
