@@ -681,6 +681,9 @@ function showLoading(uid) {
   $("detail").setAttribute("aria-busy", "true");
   $("detail").dataset.uid = uid;
   $("detail-title").textContent = "Loading study…";
+  // typed into while loading, the priority would be replaced by the study's own
+  $("priority").disabled = true;
+  $("set-priority").disabled = true;
   $("detail-meta").replaceChildren();
   $("draft-text").textContent = "";
   $("draft-disclaimer").textContent = "";
@@ -781,6 +784,8 @@ function renderStudy(study, draft) {
   // a refresh of the study shown must not overwrite a priority being typed
   const sameStudy = prevUid === study.study_instance_uid;
   if (!(sameStudy && document.activeElement === $("priority"))) $("priority").value = study.priority;
+  $("priority").disabled = false;
+  $("set-priority").disabled = false;
   const banner = $("draft-banner");
   if (final) {
     const by = (draft && draft.signed_by) || (lastSign && lastSign.reviewer) || study.reviewed_by || "";
