@@ -15,10 +15,11 @@ one ``storescu`` process each) to:
 * ``radiolens-direct``: the same receiver with ``max_group=0``: one durable transaction
   (and fsync) per instance, the behaviour before group commit;
 * ``pynetdicom-bare``: a pynetdicom SCP with the receiver's presentation contexts and
-  network settings (largest PDU, loop delay) that answers success and stores nothing:
+  network settings (largest PDU, loop delays) that answers success and stores nothing:
   the ceiling of any receiver built on pynetdicom.
 * ``radiolens-pynetdicom-defaults``: the receiver with pynetdicom's own network
-  settings (16 KB PDUs, a 1 ms loop delay), as before 2026-12-07;
+  settings (16 KB PDUs, a 1 ms loop delay however many associations), as before
+  2026-12-07;
 * ``radiolens-serial-fsync``: the receiver fsyncing each file before recording its
   worklist row (``overlap_fsync=False``), as before the fourth session of 2026-12-07
   (by default the two run at once; either way the sender is answered once both are
@@ -164,7 +165,12 @@ def bare(_work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
     from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 
     from radiolens.receiver.ingest import DEFAULT_SOP_CLASSES
-    from radiolens.receiver.scp import DEFAULT_MAX_PDU_SIZE, DUL_POLL_S, set_loop_delay
+    from radiolens.receiver.scp import (
+        BUSY_DUL_POLL_S,
+        DEFAULT_MAX_PDU_SIZE,
+        DUL_POLL_S,
+        LoopDelays,
+    )
 
     answered = [0]
     lock = threading.Lock()
@@ -181,10 +187,11 @@ def bare(_work: Path) -> Iterator[tuple[int, str, Callable[[], int]]]:
         ae.add_supported_context(sop_class, DEFAULT_TRANSFER_SYNTAXES)
     ae.add_supported_context("1.2.840.10008.1.1")
     port = _free_port()
+    delays = LoopDelays(DUL_POLL_S, BUSY_DUL_POLL_S)  # the receiver's, as the PDU size
     server = ae.start_server(("127.0.0.1", port), block=False,
                              evt_handlers=[(evt.EVT_C_STORE, on_store),
-                                           (evt.EVT_CONN_OPEN, set_loop_delay,
-                                            [DUL_POLL_S])])
+                                           (evt.EVT_CONN_OPEN, delays.opened),
+                                           (evt.EVT_CONN_CLOSE, delays.closed)])
     try:
         yield port, "BARE", lambda: answered[0]
     finally:
@@ -264,7 +271,8 @@ def run_one(target: str, files: list[Path], associations: int, work: Path) -> di
         "radiolens": lambda: radiolens(work, None),
         "radiolens-direct": lambda: radiolens(work, 0),
         "radiolens-pynetdicom-defaults": lambda: radiolens(
-            work, None, max_pdu_size=PYNETDICOM_MAX_PDU, loop_delay_s=0.001),
+            work, None, max_pdu_size=PYNETDICOM_MAX_PDU, loop_delay_s=0.001,
+            busy_loop_delay_s=0.001),
         "radiolens-serial-fsync": lambda: radiolens(work, None, overlap_fsync=False),
         "pynetdicom-bare": lambda: bare(work),
         "radiolens-x2": lambda: radiolens_x2(work),

@@ -7,13 +7,17 @@ The same synthetic DX files as ``ingest_bench.py`` are sent with dcmtk's ``store
 to, interleaved in each round:
 
 * ``radiolens``: :class:`radiolens.receiver.DicomReceiver` in this process, its defaults;
+* ``radiolens-timed``: the same, its handler's parts timed (below);
 * ``radiolens-no-fsync``: the same with every fsync skipped (``os.fsync`` a no-op and
   the worklist commits not fsynced). **Unsafe, for measurement only**: the difference
   to ``radiolens`` is what waiting for the disk costs;
-* ``pynetdicom-bare``: a pynetdicom SCP that stores nothing (as in ``ingest_bench.py``).
+* ``pynetdicom-bare``: a pynetdicom SCP that stores nothing (as in ``ingest_bench.py``);
+* ``radiolens-loop-0.2ms``, ``radiolens-loop-1ms`` (not run by default): the receiver
+  with one network-loop delay however many associations are open, instead of 0.2 ms
+  while one is and 1 ms while several are (:class:`radiolens.receiver.scp.LoopDelays`).
 
 For each it prints instances/s, this process's CPU per instance (user + system, from
-``os.times``) and the senders' CPU per instance. For ``radiolens`` it also times, per
+``os.times``) and the senders' CPU per instance. For ``radiolens-timed`` it times, per
 instance, the C-STORE handler and its parts with the wall clock and with the CPU time of
 the thread running them (``time.thread_time``): ``store_instance`` (checks, worklist
 fields, writing the file), ``record_instances`` (the worklist transaction, run by the
@@ -43,7 +47,11 @@ sys.path.insert(0, str(HERE))
 
 import ingest_bench  # noqa: E402  (the files, the senders and the targets)
 
-TARGETS = ("radiolens", "radiolens-no-fsync", "pynetdicom-bare")
+TARGETS = ("radiolens", "radiolens-timed", "radiolens-no-fsync", "pynetdicom-bare",
+           "radiolens-loop-0.2ms", "radiolens-loop-1ms")
+#: the receiver with one network-loop delay whatever the number of associations
+FIXED_LOOPS = {"radiolens-loop-0.2ms": 0.0002, "radiolens-loop-1ms": 0.001}
+DEFAULT_TARGETS = ("radiolens", "radiolens-timed", "radiolens-no-fsync", "pynetdicom-bare")
 
 
 class Timings:
@@ -117,9 +125,13 @@ def run(target: str, files: list[Path], associations: int, work: Path
         else:
             if target == "radiolens-no-fsync":
                 stack.enter_context(without_fsync())
-            else:
+            elif target == "radiolens-timed":
                 timings = stack.enter_context(instrumented())
-            port, aet, count = stack.enter_context(ingest_bench.radiolens(work, None))
+            options = {}
+            if target in FIXED_LOOPS:
+                options = {"loop_delay_s": FIXED_LOOPS[target],
+                           "busy_loop_delay_s": FIXED_LOOPS[target]}
+            port, aet, count = stack.enter_context(ingest_bench.radiolens(work, None, **options))
         own0, kids0 = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = ingest_bench.send(port, aet, files, associations)
         own1, kids1 = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -132,7 +144,7 @@ def run(target: str, files: list[Path], associations: int, work: Path
         "cpu_ms": 1e3 * own / n, "sender_cpu_ms": 1e3 * kids / n, "lost": n - stored,
         "parts": timings.medians_ms() if timings is not None else {},
     }
-    print(f"  {target:19s} {associations} assoc.: {row['per_s']:6.1f} instances/s, "
+    print(f"  {target:20s} {associations} assoc.: {row['per_s']:6.1f} instances/s, "
           f"receiver CPU {row['cpu_ms']:.2f} ms/instance, senders {row['sender_cpu_ms']:.2f}, "
           f"lost {row['lost']}", flush=True)
     for name, (wall, cpu) in row["parts"].items():
@@ -145,7 +157,8 @@ def main() -> int:
     ap.add_argument("--instances", type=int, default=600)
     ap.add_argument("--associations", default="1,4", help="comma-separated (default 1,4)")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                    help=f"comma-separated, from {', '.join(TARGETS)}")
     args = ap.parse_args()
     targets = [t for t in args.targets.split(",") if t]
     if unknown := set(targets) - set(TARGETS):
@@ -168,7 +181,7 @@ def main() -> int:
     for associations in sorted({r["associations"] for r in rows}):
         for target in targets:
             mine = [r for r in rows if r["target"] == target and r["associations"] == associations]
-            print(f"  {target:19s} {associations} assoc.: "
+            print(f"  {target:20s} {associations} assoc.: "
                   f"{statistics.median(r['per_s'] for r in mine):6.1f} instances/s, receiver CPU "
                   f"{statistics.median(r['cpu_ms'] for r in mine):.2f} ms/instance")
     lost = sum(r["lost"] for r in rows)

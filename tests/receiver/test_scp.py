@@ -414,10 +414,45 @@ def test_associations_get_large_pdus_and_a_short_network_loop(
     assert delays == [DUL_POLL_S]
 
 
+def test_the_network_loop_slows_while_several_associations_are_open(
+    tmp_path: Path, engine: Engine
+) -> None:
+    import time
+
+    from pynetdicom import AE
+
+    from radiolens.receiver.scp import BUSY_DUL_POLL_S, DUL_POLL_S
+
+    def delays(scp: DicomReceiver) -> list[float]:
+        assert scp.ae_ is not None
+        return sorted(a.dul._run_loop_delay for a in scp.ae_.active_associations)
+
+    def wait_for(scp: DicomReceiver, expected: list[float]) -> None:
+        deadline = time.monotonic() + 10
+        while delays(scp) != expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert delays(scp) == expected
+
+    ae = AE(ae_title="LOOPTEST")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    with DicomReceiver(tmp_path / "data", engine, host="127.0.0.1", port=free_port()) as scp:
+        first = ae.associate("127.0.0.1", scp.port, ae_title=scp.ae_title)
+        assert first.is_established
+        wait_for(scp, [DUL_POLL_S])  # alone: the short loop, for latency
+        second = ae.associate("127.0.0.1", scp.port, ae_title=scp.ae_title)
+        assert second.is_established
+        wait_for(scp, [BUSY_DUL_POLL_S] * 2)  # together: the longer loop, for CPU
+        assert second.send_c_echo().Status == 0x0000
+        second.release()
+        wait_for(scp, [DUL_POLL_S])  # alone again
+        assert scp.loop_delays_.current == DUL_POLL_S
+        first.release()
+
+
 @pytest.mark.parametrize("option", [{"loop_delay_s": 0}, {"max_pdu_size": -1},
-                                    {"loop_delay_s": 5}])
+                                    {"loop_delay_s": 5}, {"busy_loop_delay_s": 0}])
 def test_bad_network_settings_are_refused(tmp_path: Path, option: dict[str, float]) -> None:
     from radiolens.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"max_pdu_size at least 0, loop_delay_s"):
+    with pytest.raises(ConfigError, match=r"max_pdu_size at least 0, loop_delay_s and busy"):
         DicomReceiver(tmp_path, **option)  # type: ignore[arg-type]

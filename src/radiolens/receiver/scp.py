@@ -96,9 +96,57 @@ def set_loop_delay(event: Event, seconds: float) -> None:
     ``_run_loop_delay`` is the knob pynetdicom's maintainers point to for its latency;
     an association without it (another pynetdicom) keeps its own.
     """
-    dul = getattr(event.assoc, "dul", None)
+    _set_delay(event.assoc, seconds)
+
+
+def _set_delay(assoc: Any, seconds: float) -> None:
+    dul = getattr(assoc, "dul", None)
     if dul is not None and hasattr(dul, "_run_loop_delay"):
         dul._run_loop_delay = seconds
+
+
+class LoopDelays:
+    """Network-loop delays that follow how many associations are open.
+
+    Each association's network loop wakes every ``alone`` seconds while it is the only
+    one open (then its latency is the limit: the sender waits for each answer), and
+    every ``shared`` seconds while several are (then the receiver's CPU is the limit, and
+    each wake-up of each loop costs it). Bind :meth:`opened` to ``EVT_CONN_OPEN`` and
+    :meth:`closed` to ``EVT_CONN_CLOSE``.
+
+    Args:
+        alone: seconds, one association open.
+        shared: seconds, several open.
+    """
+
+    def __init__(self, alone: float, shared: float) -> None:
+        self.alone = alone
+        self.shared = shared
+        self._open: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def opened(self, event: Event) -> None:
+        """An ``EVT_CONN_OPEN`` handler."""
+        with self._lock:
+            self._open.add(event.assoc)
+            self._apply()
+
+    def closed(self, event: Event) -> None:
+        """An ``EVT_CONN_CLOSE`` handler."""
+        with self._lock:
+            self._open.discard(event.assoc)
+            self._apply()
+
+    @property
+    def current(self) -> float:
+        """The delay the open associations have now."""
+        with self._lock:
+            return self.alone if len(self._open) <= 1 else self.shared
+
+    def _apply(self) -> None:
+        seconds = self.alone if len(self._open) <= 1 else self.shared
+        for assoc in self._open:
+            _set_delay(assoc, seconds)
 
 
 def _failure(status: int, comment: str) -> Dataset:
@@ -116,12 +164,17 @@ DEFAULT_ACSE_TIMEOUT_S = 5.0
 #: The largest PDU we accept (bytes). pynetdicom's default (16 KB) splits a 130 KB
 #: radiograph into 8 PDUs, each parsed in Python; 1 MiB sends most in one.
 DEFAULT_MAX_PDU_SIZE = 1 << 20
-#: Seconds each association's network loop sleeps when it finds nothing to do.
-#: pynetdicom's default (1 ms) is paid up to three times per C-STORE (the request,
-#: our response, the next request); 0.2 ms raised one association's throughput by
-#: about 15% (bench/ingest_bench.py) for about 1.5% more of a core per open, idle
-#: association.
+#: Seconds an association's network loop sleeps when it finds nothing to do, while it
+#: is the only one open. pynetdicom's default (1 ms) is paid up to three times per
+#: C-STORE (the request, our response, the next request); 0.2 ms raised one
+#: association's throughput by 15-18% (bench/ingest_bench.py, bench/receiver_profile.py)
+#: for about 1.5% more of a core while it is idle.
 DUL_POLL_S = 0.0002
+#: The same while several associations are open: the receiver is then short of CPU, not
+#: of latency, and pynetdicom's 1 ms gave four associations 11% more instances/s for
+#: 11% less CPU per instance than 0.2 ms (bench/receiver_profile.py, the
+#: ``radiolens-loop-0.2ms`` and ``radiolens-loop-1ms`` targets).
+BUSY_DUL_POLL_S = 0.001
 
 
 class DicomReceiver:
@@ -159,8 +212,10 @@ class DicomReceiver:
         reuse_port: let other receiver processes listen on the same port
             (``SO_REUSEPORT``), each taking a share of the associations: one Python
             process handles about one core's worth of C-STOREs.
-        loop_delay_s: seconds each association's network loop sleeps when idle
-            (:data:`DUL_POLL_S`; pynetdicom's own default is 0.001).
+        loop_delay_s: seconds an association's network loop sleeps when idle, while it
+            is the only one open (:data:`DUL_POLL_S`; pynetdicom's own default is 0.001).
+        busy_loop_delay_s: the same while several are open (:data:`BUSY_DUL_POLL_S`);
+            see :class:`LoopDelays`.
         overlap_fsync: fsync each new file while its worklist row is recorded, rather
             than before (see ``file_sync`` in
             :func:`~radiolens.receiver.ingest.ingest_dataset`); either way a sender is
@@ -195,13 +250,14 @@ class DicomReceiver:
         max_pdu_size: int = DEFAULT_MAX_PDU_SIZE,
         reuse_port: bool = False,
         loop_delay_s: float = DUL_POLL_S,
+        busy_loop_delay_s: float = BUSY_DUL_POLL_S,
         overlap_fsync: bool = True,
     ) -> None:
         if max_associations < 1 or acse_timeout <= 0 or min(max_group, max_pdu_size) < 0 \
-                or not 0 < loop_delay_s <= 1:
+                or not 0 < loop_delay_s <= 1 or not 0 < busy_loop_delay_s <= 1:
             raise ConfigError("max_associations must be at least 1, acse_timeout positive, "
-                              "max_group and max_pdu_size at least 0, loop_delay_s in "
-                              "(0, 1] seconds")
+                              "max_group and max_pdu_size at least 0, loop_delay_s and "
+                              "busy_loop_delay_s in (0, 1] seconds")
         if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
             raise ConfigError("several receiver processes on one port need SO_REUSEPORT "
                               "(Linux, macOS, BSD); run one receiver process here")
@@ -225,6 +281,8 @@ class DicomReceiver:
         self.max_pdu_size = max_pdu_size
         self.reuse_port = reuse_port
         self.loop_delay_s = loop_delay_s
+        self.busy_loop_delay_s = busy_loop_delay_s
+        self.loop_delays_ = LoopDelays(loop_delay_s, busy_loop_delay_s)
         self.overlap_fsync = overlap_fsync
         self.file_sync_: ThreadPoolExecutor | None = None
         self.engine_: Engine | None = None
@@ -267,7 +325,8 @@ class DicomReceiver:
         return [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_CONN_OPEN, self._on_connection),
+            (evt.EVT_CONN_OPEN, self.loop_delays_.opened),
+            (evt.EVT_CONN_CLOSE, self.loop_delays_.closed),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_RELEASED, self._on_released),
@@ -414,9 +473,6 @@ class DicomReceiver:
     def _peer(event: Event) -> str:
         requestor = event.assoc.requestor
         return f"{requestor.ae_title}@{requestor.address}:{requestor.port}"
-
-    def _on_connection(self, event: Event) -> None:
-        set_loop_delay(event, self.loop_delay_s)
 
     def _on_accepted(self, event: Event) -> None:
         self._count("associations")
