@@ -51,37 +51,6 @@ def test_the_data_is_fsynced_before_the_rename(
     assert calls[:2] == ["fsync", "replace"] and calls[2:] == ["fsync"]  # then the folder
 
 
-def test_new_folders_are_fsynced_in_their_parents(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[str] = []
-    real_open, real_fsync, real_close = os.open, os.fsync, os.close
-    names: dict[int, str] = {}  # folders opened with os.open, by descriptor
-
-    def opened(path: str, flags: int, *args: object) -> int:
-        fd = real_open(path, flags, *args)
-        names[fd] = str(path)
-        return fd
-
-    def fsync(fd: int) -> None:
-        synced.append(names.get(fd, "file"))
-        real_fsync(fd)
-
-    def closed(fd: int) -> None:
-        names.pop(fd, None)
-        real_close(fd)
-
-    monkeypatch.setattr(os, "open", opened)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "close", closed)
-    write_atomic(tmp_path / "study" / "series" / "x.dcm", b"data")
-    # the two new folders' entries (in tmp_path, then in study), the file, its folder
-    assert synced == [str(tmp_path), str(tmp_path / "study"), "file",
-                      str(tmp_path / "study" / "series")]
-    synced.clear()
-    write_atomic(tmp_path / "study" / "series" / "y.dcm", b"data")
-    assert synced == ["file", str(tmp_path / "study" / "series")]  # no folder was new
-
-
 def _recording_fsync(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record what os.fsync is called on: a folder's path, or "file"."""
     synced: list[str] = []
@@ -106,6 +75,18 @@ def _recording_fsync(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "close", closed)
     return synced
+
+
+def test_new_folders_are_fsynced_in_their_parents(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced = _recording_fsync(monkeypatch)
+    write_atomic(tmp_path / "study" / "series" / "x.dcm", b"data")
+    # the two new folders' entries (in tmp_path, then in study), the file, its folder
+    assert synced == [str(tmp_path), str(tmp_path / "study"), "file",
+                      str(tmp_path / "study" / "series")]
+    synced.clear()
+    write_atomic(tmp_path / "study" / "series" / "y.dcm", b"data")
+    assert synced == ["file", str(tmp_path / "study" / "series")]  # no folder was new
 
 
 def test_write_new_puts_the_whole_file_in_place_and_syncs_it_later(
