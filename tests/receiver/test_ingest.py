@@ -43,19 +43,41 @@ def test_a_resend_repairs_a_file_cut_short_and_keeps_an_intact_one(
     data = _encoded(make_dataset(seed="repair"))
     ds = pydicom.dcmread(BytesIO(data))
     with ThreadPoolExecutor(1) as file_sync:
-        study_uid, created = ingest_dataset(tmp_path, engine, ds, encoded=data,
-                                            file_sync=file_sync)
+        def ingest(sent: bytes) -> tuple[str, bool]:
+            return ingest_dataset(tmp_path, engine, pydicom.dcmread(BytesIO(sent)),
+                                  encoded=sent, file_sync=file_sync)
+
+        study_uid, created = ingest(data)
         assert created
         (stored,) = (tmp_path / "dicom" / study_uid).iterdir()
         assert stored.read_bytes() == data
         inode = stored.stat().st_ino
         # the sender resends an instance already stored whole: the file is left alone
-        assert ingest_dataset(tmp_path, engine, ds, encoded=data,
-                              file_sync=file_sync) == (study_uid, False)
+        assert ingest(data) == (study_uid, False)
         assert stored.stat().st_ino == inode
+        # a resend with other bytes (a corrected header) keeps the copy results came from
+        changed = pydicom.dcmread(BytesIO(data))
+        changed.PatientName = "Corrected^Name^Longer"
+        assert ingest(_encoded(changed)) == (study_uid, False)
+        assert stored.read_bytes() == data
         # a crash before the fsync cut the file short (its sender was never answered)
         stored.write_bytes(data[: len(data) // 2])
-        assert ingest_dataset(tmp_path, engine, ds, encoded=data,
-                              file_sync=file_sync) == (study_uid, False)
-    assert stored.read_bytes() == data
+        assert ingest(data) == (study_uid, False)
+        assert stored.read_bytes() == data
+        # ... or left zeros of the right size: not DICOM, repaired too
+        stored.write_bytes(bytes(len(data)))
+        assert ingest(data) == (study_uid, False)
+        assert stored.read_bytes() == data
     assert len(list_studies(engine)) == 1
+    assert ds.SOPInstanceUID == pydicom.dcmread(stored).SOPInstanceUID
+
+
+def test_a_file_stored_but_never_recorded_takes_the_bytes_sent_again(
+        tmp_path: Path, engine: Engine) -> None:
+    data = _encoded(make_dataset(seed="unrecorded"))
+    ds = pydicom.dcmread(BytesIO(data))
+    dest = tmp_path / "dicom" / str(ds.StudyInstanceUID) / f"{ds.SOPInstanceUID}.dcm"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(data[:1000])  # the receiver stopped before recording its row
+    assert ingest_dataset(tmp_path, engine, ds, encoded=data)[1]
+    assert dest.read_bytes() == data

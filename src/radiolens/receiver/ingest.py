@@ -40,7 +40,7 @@ from radiolens._fs import PendingFile, write_atomic, write_new
 from radiolens.errors import DicomElementError, InstanceRefused
 from radiolens.imaging.checks import DEFAULT_MAX_PIXELS, Refusal, check_radiograph
 from radiolens.imaging.elements import element_value, transfer_syntax_uid
-from radiolens.worklist import record_instance
+from radiolens.worklist import get_study, list_instances, record_instance
 from radiolens.worklist.intake import RecordOutcome, record_instances
 
 __all__ = [
@@ -194,6 +194,8 @@ class StoredInstance:
         size: its size in bytes.
         wrote: True when this call wrote a new file (False: it was already there).
         pending: the new file's fsyncs still to run (``store_instance(durable=False)``).
+        differs: the file was already there with other bytes than those sent now.
+        encoded: the bytes sent, kept when ``differs``.
     """
 
     meta: dict[str, Any]
@@ -202,6 +204,8 @@ class StoredInstance:
     size: int
     wrote: bool
     pending: PendingFile | None = None
+    differs: bool = False
+    encoded: bytes | None = None
 
     @property
     def study_instance_uid(self) -> str:
@@ -222,8 +226,8 @@ def store_instance(
 
     With ``durable`` (the default) the file is fsynced before this returns; without, a
     new file is in place but :attr:`StoredInstance.pending` must still be synced (or
-    discarded). The file of an instance stored before is kept when it holds the same
-    bytes and replaced (durably) otherwise.
+    discarded). The file of an instance stored before is left as it is;
+    :attr:`StoredInstance.differs` says whether it holds other bytes than those sent.
 
     Raises:
         InstanceRefused: the instance is invalid or one radiolens cannot score.
@@ -251,8 +255,9 @@ def store_instance(
                 STATUS_DECODE_FAILED, f"cannot encode dataset: {exc}"[:200]
             ) from exc
     if dest.exists():
-        _keep_or_replace(dest, encoded, sop_uid)
-        return StoredInstance(meta, relative, dest, len(encoded), wrote=False)
+        differs = not _holds(dest, encoded)
+        return StoredInstance(meta, relative, dest, len(encoded), wrote=False,
+                              differs=differs, encoded=encoded if differs else None)
     if durable:
         write_atomic(dest, encoded)
         return StoredInstance(meta, relative, dest, len(encoded), wrote=True)
@@ -260,22 +265,43 @@ def store_instance(
     return StoredInstance(meta, relative, dest, len(encoded), wrote=True, pending=pending)
 
 
-def _keep_or_replace(dest: Path, encoded: bytes, sop_uid: str) -> None:
-    """Keep the stored file of a resent instance if it holds the bytes sent again; else
-    replace it durably.
-
-    A file whose sender was never acknowledged (the receiver stopped while it was being
-    made durable) may be missing its end after a crash; the resend repairs it. A resend
-    with other bytes (a corrected header) replaces the file: the last one sent wins.
-    """
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` holds exactly ``data``."""
     try:
-        same = dest.stat().st_size == len(encoded) and dest.read_bytes() == encoded
+        return path.stat().st_size == len(data) and path.read_bytes() == data
     except OSError:
-        same = False
-    if not same:
-        logger.info("instance %s was stored with other bytes; replacing its file with "
-                    "the ones sent now", sop_uid)
-        write_atomic(dest, encoded)
+        return False
+
+
+def _repair_if_damaged(engine: Engine, stored: StoredInstance) -> None:
+    """Replace the stored file of an instance sent again with other bytes, if it is
+    damaged; keep it otherwise.
+
+    Damaged: the worklist records no such instance of the study (the receiver stopped
+    before recording it, so nothing was scored from it), the file's size is not the one
+    recorded, or it is not a DICOM file (no ``DICM`` after the preamble). That is what a
+    crash leaves of a file whose fsync had not finished; its sender was never answered
+    and sends it again. An intact file that differs from a resend (a corrected header)
+    is kept: the study's results were made from it.
+    """
+    known = get_study(engine, stored.study_instance_uid) is not None
+    recorded = {i.sop_instance_uid: i.size_bytes
+                for i in list_instances(engine, stored.study_instance_uid)} if known else {}
+    sop_uid = str(stored.meta["sop_instance_uid"])
+    try:
+        with open(stored.dest, "rb") as fh:
+            head = fh.read(132)
+        size = stored.dest.stat().st_size
+    except OSError:
+        head, size = b"", -1
+    if sop_uid in recorded and size == recorded[sop_uid] and head[128:132] == b"DICM":
+        logger.info("instance %s was sent again with other bytes; kept the stored copy",
+                    sop_uid)
+        return
+    assert stored.encoded is not None
+    logger.warning("instance %s: its stored file was damaged (a crash before its sender "
+                   "was answered); replaced it with the copy sent again", sop_uid)
+    write_atomic(stored.dest, stored.encoded)
 
 
 @dataclass
@@ -461,8 +487,8 @@ def ingest_dataset(
             file and the row are both durable; what changes is that for the moment
             between, the row may be committed (and seen) before the file is durable.
             A crash there leaves a row whose file may be cut short and whose sender
-            was never acknowledged: its retry rewrites the file (see
-            :func:`store_instance`).
+            was never acknowledged: its retry rewrites the file (a resend whose
+            stored file is missing, of another size than recorded, or not DICOM).
 
     Returns:
         ``(study_instance_uid, created)``: the study the instance is recorded in, and
@@ -479,6 +505,8 @@ def ingest_dataset(
     """
     stored = store_instance(data_dir, ds, encoded, accepted_sop_classes,
                             max_pixels=max_pixels, durable=file_sync is None)
+    if stored.differs:
+        _repair_if_damaged(engine, stored)
     synced = None if stored.pending is None else _start_sync(stored.pending, file_sync)
     try:
         if committer is None:
